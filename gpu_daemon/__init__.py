@@ -1,0 +1,1 @@
+"""The shift worker: model loading, batched inference, proxy tasks; one process per device."""

@@ -1,0 +1,25 @@
+"""python -m gpu_daemon --dsn CONNINFO [--device auto|cpu|cuda:N] [--worker-id ID]"""
+
+import argparse
+import logging
+import signal
+
+from .worker import Worker
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m gpu_daemon", description="run a shift worker")
+    parser.add_argument("--dsn", required=True, help="libpq connection string of the shift database")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda:N (default: auto)")
+    parser.add_argument("--worker-id", default=None)
+    parser.add_argument("--batch-size", type=int, default=None)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    worker = Worker(args.dsn, device=args.device, worker_id=args.worker_id, batch_size=args.batch_size)
+    signal.signal(signal.SIGTERM, worker.stop)
+    signal.signal(signal.SIGINT, worker.stop)
+    worker.run()
+
+
+if __name__ == "__main__":
+    main()

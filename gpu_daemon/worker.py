@@ -1,0 +1,273 @@
+"""The worker: claims tasks from shift.tasks and runs them on one device.
+
+Any number of workers, on any machines, share the queue: a task is claimed in
+one statement with FOR UPDATE SKIP LOCKED and held by a lease that a heartbeat
+extends; a worker that dies lets its lease expire and the task runs again
+elsewhere. Everything a task produces is committed to the cache tables, so a
+worker keeps no state a restart would lose.
+"""
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections import OrderedDict
+
+import numpy as np
+import psycopg
+from psycopg.types.json import Jsonb
+
+from pyfuncs import proxies
+
+from . import readers as reader_io
+from .models import load_model
+
+log = logging.getLogger("shift.worker")
+
+LEASE_SECONDS = 60
+HEARTBEAT_SECONDS = 2.0
+
+_EXPIRE = """
+UPDATE shift.tasks SET status = 'failed', finished_at = now(),
+       error = format('lease expired %s times; the worker running it stopped', attempts)
+WHERE status = 'running' AND lease_until < now() AND attempts >= max_attempts
+"""
+
+_FAIL_DEPENDENTS = """
+UPDATE shift.tasks t SET status = 'failed', finished_at = now(), error = format('task %s it depends on failed', d.task_id)
+FROM shift.tasks d
+WHERE t.status = 'queued' AND d.task_id = ANY(t.depends_on) AND d.status = 'failed'
+"""
+
+_CLAIM = """
+UPDATE shift.tasks t
+SET status = 'running', worker_id = %(worker)s, lease_until = now() + make_interval(secs => %(lease)s),
+    attempts = t.attempts + 1, started_at = now(), progress = 0
+WHERE t.task_id = (
+    SELECT c.task_id FROM shift.tasks c
+    WHERE (c.status = 'queued' OR (c.status = 'running' AND c.lease_until < now()))
+      AND NOT EXISTS (SELECT 1 FROM shift.tasks d WHERE d.task_id = ANY(c.depends_on) AND d.status <> 'done')
+    ORDER BY c.task_id
+    FOR UPDATE SKIP LOCKED
+    LIMIT 1)
+RETURNING t.task_id, t.kind, t.payload, t.attempts
+"""
+
+
+def pick_device(device="auto"):
+    if device != "auto":
+        return device
+    import torch
+    return "cuda:0" if torch.cuda.is_available() else "cpu"
+
+
+class Worker:
+    def __init__(self, dsn, device="auto", worker_id=None, batch_size=None, max_loaded_models=2):
+        self.dsn = dsn
+        self.device = pick_device(device)
+        self.worker_id = worker_id or "%s-%d-%s" % (socket.gethostname(), os.getpid(), uuid.uuid4().hex[:6])
+        self.batch_size = batch_size or (256 if self.device.startswith("cuda") else 64)
+        self.max_loaded_models = max_loaded_models
+        self._models = OrderedDict()  # model_id -> LoadedModel; kept while they have work
+        self._stop = threading.Event()
+        self._current = None
+        self.conn = None
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def stop(self, *_):
+        self._stop.set()
+
+    def run(self, once=False):
+        self.conn = psycopg.connect(self.dsn, autocommit=True, application_name="shift-worker")
+        self.conn.execute("LISTEN shift_tasks")
+        self.conn.execute(
+            "INSERT INTO shift.workers (worker_id, hostname, pid, device) VALUES (%s, %s, %s, %s) "
+            "ON CONFLICT (worker_id) DO UPDATE SET heartbeat_at = now(), started_at = now()",
+            (self.worker_id, socket.gethostname(), os.getpid(), self.device))
+        beat = threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True)
+        beat.start()
+        log.info("worker %s ready on %s", self.worker_id, self.device)
+        try:
+            while not self._stop.is_set():
+                if not self.run_one() and not once:
+                    # sleep until a NOTIFY arrives or a second passes (leases may expire meanwhile)
+                    for _ in self.conn.notifies(timeout=1.0, stop_after=1):
+                        pass
+                elif once:
+                    break
+        finally:
+            self._stop.set()
+            beat.join(timeout=5)
+            try:
+                self.conn.execute("DELETE FROM shift.workers WHERE worker_id = %s", (self.worker_id,))
+            finally:
+                self.conn.close()
+
+    def _heartbeat(self):
+        with psycopg.connect(self.dsn, autocommit=True, application_name="shift-heartbeat") as conn:
+            while not self._stop.wait(HEARTBEAT_SECONDS):
+                task = self._current
+                conn.execute(
+                    "UPDATE shift.workers SET heartbeat_at = now(), current_task = %s WHERE worker_id = %s",
+                    (task, self.worker_id))
+                if task is not None:
+                    conn.execute(
+                        "UPDATE shift.tasks SET lease_until = now() + make_interval(secs => %s) "
+                        "WHERE task_id = %s AND worker_id = %s AND status = 'running'",
+                        (LEASE_SECONDS, task, self.worker_id))
+
+    # -- the queue -----------------------------------------------------------------
+
+    def run_one(self):
+        """Claim and run one task; False when none is ready."""
+        self.conn.execute(_EXPIRE)
+        self.conn.execute(_FAIL_DEPENDENTS)
+        row = self.conn.execute(_CLAIM, {"worker": self.worker_id, "lease": LEASE_SECONDS}).fetchone()
+        if row is None:
+            return False
+        task_id, kind, payload, attempt = row
+        self._current = task_id
+        started = time.perf_counter()
+        try:
+            run = {"inference": self.run_inference, "proxy": self.run_proxy}.get(kind)
+            if run is None:
+                raise ValueError("this worker does not run %s tasks yet" % kind)
+            run(task_id, payload)
+        except Exception as e:  # noqa: BLE001 -- any failure is recorded on the task for the waiting query
+            log.exception("task %s (%s) failed", task_id, kind)
+            self.conn.execute(
+                "UPDATE shift.tasks SET status = 'failed', error = %s, finished_at = now() "
+                "WHERE task_id = %s AND worker_id = %s",
+                ("%s: %s" % (type(e).__name__, e), task_id, self.worker_id))
+        else:
+            self.conn.execute(
+                "UPDATE shift.tasks SET status = 'done', progress = 1, finished_at = now(), error = NULL "
+                "WHERE task_id = %s AND worker_id = %s", (task_id, self.worker_id))
+            self.conn.execute("UPDATE shift.workers SET tasks_done = tasks_done + 1 WHERE worker_id = %s",
+                              (self.worker_id,))
+            log.info("task %s (%s) done in %.2fs", task_id, kind, time.perf_counter() - started)
+        finally:
+            self._current = None
+        return True
+
+    def _progress(self, task_id, fraction):
+        self.conn.execute("UPDATE shift.tasks SET progress = %s WHERE task_id = %s", (min(fraction, 1.0), task_id))
+
+    # -- inference (seed 000 §3.4 "Inference Task") ------------------------------------------
+
+    def _row(self, table, key, value):
+        cur = self.conn.cursor(row_factory=psycopg.rows.dict_row)
+        row = cur.execute("SELECT * FROM shift.%s WHERE %s = %%s" % (table, key), (value,)).fetchone()
+        if row is None:
+            raise LookupError("%s %s is no longer registered" % (table[:-1], value))
+        return row
+
+    def _model(self, model_id):
+        if model_id in self._models:
+            self._models.move_to_end(model_id)
+            return self._models[model_id], 0.0
+        row = self._row("models", "model_id", model_id)
+        started = time.perf_counter()
+        model = load_model(row, self.device)
+        load_seconds = time.perf_counter() - started
+        self._models[model_id] = model
+        while len(self._models) > self.max_loaded_models:
+            self._models.popitem(last=False)
+        self.conn.execute(
+            "UPDATE shift.models SET num_params = coalesce(num_params, %s), feature_dim = coalesce(feature_dim, %s), "
+            "input_size = coalesce(input_size, %s) WHERE model_id = %s",
+            (model.num_params, model.feature_dim, model.input_size, model_id))
+        return model, load_seconds
+
+    def run_inference(self, task_id, payload):
+        model_id, reader_id = payload["model_id"], payload["reader_id"]
+        reader = self._row("readers", "reader_id", reader_id)
+        done = {r[0] for r in self.conn.execute(
+            "SELECT block FROM shift.features WHERE model_id = %s AND reader_id = %s AND block = ANY(%s)",
+            (model_id, reader_id, payload["blocks"]))}
+        blocks = [b for b in payload["blocks"] if b not in done]
+        if not blocks:
+            return
+        model, load_seconds = self._model(model_id)
+        infer_seconds, samples = 0.0, 0
+        with psycopg.connect(self.dsn, application_name="shift-reader") as rconn:
+            if reader["kind"] == "sql":
+                rconn.execute("SET ROLE %s" % psycopg.sql.Identifier(reader["owner"]).as_string(rconn))
+            for i, (block, xs, ys) in enumerate(reader_io.iter_blocks(reader, blocks, conn=rconn)):
+                started = time.perf_counter()
+                feats = self._extract(model, xs)
+                seconds = time.perf_counter() - started
+                infer_seconds += seconds
+                samples += len(ys)
+                with self.conn.transaction():
+                    self.conn.execute(
+                        "INSERT INTO shift.features (model_id, reader_id, block, num_rows, dim, data, device, seconds) "
+                        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                        (model_id, reader_id, block, feats.shape[0], feats.shape[1],
+                         np.ascontiguousarray(feats, dtype="<f4").tobytes(), self.device, seconds))
+                    self.conn.execute(
+                        "INSERT INTO shift.labels (reader_id, block, y) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                        (reader_id, block, [int(v) for v in ys]))
+                self._progress(task_id, (i + 1) / len(blocks))
+        self._record_cost(model_id, load_seconds, infer_seconds, samples)
+
+    def _extract(self, model, xs):
+        outs = []
+        for start in range(0, len(xs), self.batch_size):
+            batch = model.preprocess(xs[start:start + self.batch_size])
+            feats, _logits = model.extract(batch)
+            outs.append(feats)
+        return np.concatenate(outs, axis=0)
+
+    def _record_cost(self, model_id, load_seconds, infer_seconds, samples):
+        """L_i and I_i of the cost model (seed 000 §4.2), as a running per-sample mean."""
+        if not samples:
+            return
+        self.conn.execute(
+            """
+            INSERT INTO shift.costs AS c (model_id, device, load_seconds, per_sample_seconds, samples)
+            VALUES (%(m)s, %(d)s, %(load)s, %(per)s, %(n)s)
+            ON CONFLICT (model_id, device) DO UPDATE SET
+                load_seconds = CASE WHEN %(load)s > 0 THEN %(load)s ELSE c.load_seconds END,
+                per_sample_seconds = (c.per_sample_seconds * c.samples + %(per)s * %(n)s) / (c.samples + %(n)s),
+                samples = c.samples + %(n)s,
+                measured_at = now()
+            """,
+            {"m": model_id, "d": self.device, "load": load_seconds, "per": infer_seconds / samples, "n": samples})
+
+    # -- proxies (seed 000 §3.4 "Proxy Task") ---------------------------------------------
+
+    def run_proxy(self, task_id, payload):
+        p = payload
+        key = (p["proxy"], Jsonb(p["params"]), p["model_id"], p["test_reader"], p["train_reader"], p["fidelity"])
+        if self.conn.execute(
+                "SELECT 1 FROM shift.scores WHERE proxy = %s AND params = %s AND model_id = %s AND test_reader = %s "
+                "AND train_reader = %s AND fidelity = %s", key).fetchone():
+            return
+        train_x, train_y = read_features(self.conn, p["model_id"], p["train_reader"], limit=p["fidelity"])
+        test_x, test_y = read_features(self.conn, p["model_id"], p["test_reader"])
+        started = time.perf_counter()
+        value = proxies.compute(p["proxy"], p["params"], train_x, train_y, test_x, test_y)
+        seconds = time.perf_counter() - started
+        self.conn.execute(
+            "INSERT INTO shift.scores (proxy, params, model_id, test_reader, train_reader, fidelity, value, seconds) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING", key + (value, seconds))
+
+
+def read_features(conn, model_id, reader_id, limit=None):
+    """Features and labels of one model over one reader, in the reader's order, from the cache."""
+    rows = conn.execute(
+        "SELECT f.block, f.num_rows, f.dim, f.data, l.y FROM shift.features f "
+        "JOIN shift.labels l USING (reader_id, block) "
+        "WHERE f.model_id = %s AND f.reader_id = %s ORDER BY f.block", (model_id, reader_id)).fetchall()
+    expected = conn.execute("SELECT num_samples FROM shift.readers WHERE reader_id = %s", (reader_id,)).fetchone()
+    want = expected[0] if limit is None else limit
+    total = sum(r[1] for r in rows)
+    if [r[0] for r in rows] != list(range(len(rows))) or total < want:
+        raise LookupError("features of %s on %s cover %d of %d samples in the cache" % (model_id, reader_id, total, want))
+    xs = np.concatenate([np.frombuffer(r[3], dtype="<f4").reshape(r[1], r[2]) for r in rows])[:want]
+    ys = np.concatenate([np.asarray(r[4], dtype=np.int64) for r in rows])[:want]
+    return xs, ys

@@ -1,0 +1,40 @@
+"""Errors that reach the user as PostgreSQL errors with a SQLSTATE."""
+
+import difflib
+
+SYNTAX_ERROR = "42601"
+UNDEFINED_OBJECT = "42704"
+DUPLICATE_OBJECT = "42710"
+INVALID_PARAMETER = "22023"
+NOT_READY = "55000"  # object_not_in_prerequisite_state
+UNDEFINED_FILE = "58P01"
+TASK_FAILED = "38000"  # external_routine_exception
+
+
+class ShiftError(Exception):
+    """An error for the user: lower-case message, optional detail and hint."""
+
+    def __init__(self, message, sqlstate, detail=None, hint=None):
+        super().__init__(message)
+        self.message = message
+        self.sqlstate = sqlstate
+        self.detail = detail
+        self.hint = hint
+
+
+def closest(name, known, n=3):
+    """The known names closest to `name`, for hints."""
+    lower = {k.lower(): k for k in known}
+    return [lower[m] for m in difflib.get_close_matches(name.lower(), list(lower), n=n, cutoff=0.5)]
+
+
+def unknown(kind, name, known):
+    """A 42704 error naming the closest known objects."""
+    near = closest(name, known)
+    if near:
+        hint = "did you mean %s?" % " or ".join(repr(k) for k in near)
+    elif known:
+        hint = "known %ss: %s" % (kind, ", ".join(sorted(known)[:10]))
+    else:
+        hint = "no %s is registered yet" % kind
+    return ShiftError("unknown %s %r" % (kind, name), UNDEFINED_OBJECT, hint=hint)

@@ -1,0 +1,129 @@
+"""The task queue seen from inside a query: enqueue in a committed transaction, then wait.
+
+shift.query() runs inside the caller's transaction, which workers cannot see.
+So the tasks are written over a loopback connection that commits at once
+(an autonomous transaction), and the query then polls shift.tasks: in READ
+COMMITTED each poll takes a new snapshot and sees the workers' results. The
+poll sleeps with pg_sleep, so statement_timeout and cancel interrupt it.
+"""
+
+import json
+import time
+
+from .errors import NOT_READY, TASK_FAILED, ShiftError
+
+POLL_SECONDS = 0.05
+WORKER_GRACE_SECONDS = 20.0
+
+_UPSERT = """
+INSERT INTO shift.tasks AS t (kind, key, payload, depends_on, waiters)
+VALUES (%s, %s, %s, %s, ARRAY[%s]::integer[])
+ON CONFLICT (key) DO UPDATE SET
+    waiters = CASE WHEN %s = ANY(t.waiters) THEN t.waiters ELSE t.waiters || %s END,
+    depends_on = EXCLUDED.depends_on,
+    status = CASE WHEN t.status IN ('done', 'failed') THEN 'queued' ELSE t.status END,
+    attempts = CASE WHEN t.status IN ('done', 'failed') THEN 0 ELSE t.attempts END,
+    error = CASE WHEN t.status IN ('done', 'failed') THEN NULL ELSE t.error END,
+    progress = CASE WHEN t.status IN ('done', 'failed') THEN 0 ELSE t.progress END
+RETURNING task_id
+"""
+
+
+def loopback_dsn(db):
+    """Where to open the enqueue connection: shift.loopback_dsn, else this server over its socket."""
+    configured = db.setting("shift.loopback_dsn")
+    if configured:
+        return configured
+    row = db.one("SELECT current_setting('unix_socket_directories') AS dirs, current_setting('port') AS port, "
+                 "current_database() AS db, current_user AS usr")
+    host = row["dirs"].split(",")[0].strip() or "localhost"
+    return "host='%s' port=%s dbname='%s' user='%s' application_name=shift-enqueue" % (
+        _quote(host), row["port"], _quote(row["db"]), _quote(row["usr"]))
+
+
+def _quote(value):
+    return value.replace("\\", "\\\\").replace("'", "\\'")
+
+
+def require_read_committed(db):
+    level = db.setting("transaction_isolation")
+    if level != "read committed":
+        raise ShiftError("shift queries must run at isolation level read committed, not %s" % level, "25000",
+                         hint="run the query in its own transaction, or SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+
+
+def require_live_worker(db):
+    row = db.one("SELECT count(*) AS n FROM shift.live_workers")
+    if not row["n"]:
+        raise ShiftError("no shift worker is running", NOT_READY,
+                         detail="this query needs inference or proxy work that no worker can do",
+                         hint="start one with `shift worker start` (or `python -m gpu_daemon --dsn ...`)")
+
+
+def enqueue(db, planned, models, readers):
+    """Write planned tasks in their own committed transaction; return their ids.
+
+    `planned` is a list of (kind, key, payload, depends_on_indices) in dependency
+    order; indices refer to earlier entries of the list.
+    """
+    import psycopg
+
+    pid = db.one("SELECT pg_backend_pid() AS pid")["pid"]
+    try:
+        conn = psycopg.connect(loopback_dsn(db), autocommit=False, connect_timeout=10)
+    except psycopg.Error as e:
+        raise ShiftError("could not open the enqueue connection to this database", NOT_READY,
+                         detail=str(e).strip(),
+                         hint="allow local connections for this role, or set shift.loopback_dsn to a "
+                              "connection string that can write shift.tasks") from None
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute("SET lock_timeout = '5s'")
+            _require_committed(cur, "model", "shift.models", "model_id", models)
+            _require_committed(cur, "reader", "shift.readers", "reader_id", readers)
+            ids = []
+            for kind, key, payload, deps in planned:
+                dep_ids = [ids[i] for i in deps]
+                cur.execute(_UPSERT, (kind, key, json.dumps(payload), dep_ids, pid, pid, pid))
+                ids.append(cur.fetchone()[0])
+            cur.execute("NOTIFY shift_tasks")
+        return ids
+    finally:
+        conn.close()
+
+
+def _require_committed(cur, kind, table, column, names):
+    cur.execute("SELECT %s FROM %s WHERE %s = ANY(%%s)" % (column, table, column), (list(names),))
+    seen = {r[0] for r in cur.fetchall()}
+    missing = sorted(set(names) - seen)
+    if missing:
+        raise ShiftError("%s %s is not committed yet" % (kind, missing[0]), NOT_READY,
+                         detail="workers only see committed registrations",
+                         hint="commit the transaction that registered it, then run the query")
+
+
+def wait(db, task_ids, progress=None):
+    """Block until every task is done; raise on a failed task or when no worker is left."""
+    pending = set(task_ids)
+    last_live = time.monotonic()
+    while pending:
+        rows = db.execute(
+            "SELECT task_id, status, error, kind, key FROM shift.tasks WHERE task_id = ANY($1)",
+            ["bigint[]"], [list(pending)])
+        for r in rows:
+            if r["status"] == "done":
+                pending.discard(r["task_id"])
+            elif r["status"] == "failed":
+                raise ShiftError("%s task failed: %s" % (r["kind"], r["error"] or "no reason given"), TASK_FAILED,
+                                 detail="task %d (%s)" % (r["task_id"], r["key"]),
+                                 hint="see the worker log; the next query retries the task")
+        if progress:
+            progress(len(task_ids) - len(pending), len(task_ids))
+        if not pending:
+            break
+        if db.one("SELECT count(*) AS n FROM shift.live_workers")["n"]:
+            last_live = time.monotonic()
+        elif time.monotonic() - last_live > WORKER_GRACE_SECONDS:
+            raise ShiftError("no shift worker is alive while %d tasks wait" % len(pending), NOT_READY,
+                             hint="start a worker with `shift worker start`; queued tasks are kept")
+        db.execute("SELECT pg_sleep(%s)" % POLL_SECONDS)

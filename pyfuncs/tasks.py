@@ -1,0 +1,43 @@
+"""Task identities and payloads shared by the planner and the workers (seed 000 §3.4).
+
+An inference task turns blocks of one reader into features of one model; a
+proxy task turns cached features of a (test, train) reader pair into a proxy
+value. The key names the work, so identical work asked for by concurrent
+queries is one row of shift.tasks.
+"""
+
+from .scorers import canonical_json
+
+
+def inference_key(model_id, reader_id, blocks):
+    return "inference/%s/%s/%s" % (model_id, reader_id, _ranges(blocks))
+
+
+def inference_payload(model_id, reader_id, blocks):
+    return {"model_id": model_id, "reader_id": reader_id, "blocks": sorted(blocks)}
+
+
+def proxy_key(proxy, params, model_id, test_reader, train_reader, fidelity):
+    return "proxy/%s/%s/%s/%s/%s/%d" % (proxy, canonical_json(params), model_id, test_reader, train_reader, fidelity)
+
+
+def proxy_payload(proxy, params, model_id, test_reader, train_reader, fidelity):
+    return {"proxy": proxy, "params": params, "model_id": model_id, "test_reader": test_reader,
+            "train_reader": train_reader, "fidelity": fidelity}
+
+
+def num_blocks(num_samples, block_size):
+    return -(-num_samples // block_size)
+
+
+def _ranges(blocks):
+    """Compact text for a block set: 0-3,7,9-10."""
+    out, blocks = [], sorted(blocks)
+    i = 0
+    while i < len(blocks):
+        j = i
+        while j + 1 < len(blocks) and blocks[j + 1] == blocks[j] + 1:
+            j += 1
+        out.append(str(blocks[i]) if i == j else "%d-%d" % (blocks[i], blocks[j]))
+        i = j + 1
+    return ",".join(out)

@@ -1,0 +1,53 @@
+"""The scorer registry: names, parameters, direction."""
+
+import pytest
+
+from pyfuncs import scorers, tasks
+from pyfuncs.errors import ShiftError
+
+
+def test_lookup_is_case_insensitive_and_suggests():
+    assert scorers.get("cosinenn").name == "CosineNN"
+    with pytest.raises(ShiftError) as info:
+        scorers.get("CosineN")
+    assert info.value.sqlstate == "42704" and "CosineNN" in info.value.hint
+
+
+def test_resolve_fills_defaults_and_checks():
+    linear = scorers.get("Linear")
+    params = linear.resolve({"lr": 0.1})
+    assert params == {"lr": 0.1, "l2": 1e-4, "batch_size": 64, "epochs": 10, "seed": 0}
+    assert linear.resolve({"LR": 1}) ["lr"] == 1.0  # ints are fine for floats, names fold case
+    for bad, state in (({"lr": -1}, "22023"), ({"lr": "fast"}, "22023"), ({"epochs": 2.5}, "22023"),
+                       ({"momentum": 0.9}, "42704"), ({"batch_size": True}, "22023")):
+        with pytest.raises(ShiftError) as info:
+            linear.resolve(bad)
+        assert info.value.sqlstate == state, bad
+
+
+def test_error_and_accuracy_views_share_one_cached_proxy():
+    nn_err, nn_acc = scorers.get("CosineNN"), scorers.get("CosineNNAccuracy")
+    assert nn_err.proxy == nn_acc.proxy and nn_err.resolve({}) == nn_acc.resolve({}) == {"metric": "cosine"}
+    assert not nn_err.higher_is_better and nn_acc.higher_is_better
+    assert nn_err.present(0.75) == pytest.approx(0.25) and nn_acc.present(0.75) == 0.75
+    with pytest.raises(ShiftError):
+        nn_err.resolve({"metric": "euclidean"})  # fixed by the scorer's name
+
+
+def test_register_a_new_scorer():
+    s = scorers.Scorer("ManhattanLike", "nn", "accuracy", fixed={"metric": "euclidean"})
+    scorers.register(s)
+    try:
+        assert scorers.get("manhattanlike") is s
+    finally:
+        del scorers.REGISTRY["manhattanlike"]
+    with pytest.raises(ValueError):
+        scorers.register(scorers.Scorer("Bogus", "no-such-proxy", "accuracy"))
+
+
+def test_task_keys_name_the_work():
+    assert tasks.inference_key("m", "r", [5, 0, 1, 2, 7, 8]) == "inference/m/r/0-2,5,7-8"
+    a = tasks.proxy_key("linear", {"lr": 0.1, "epochs": 2}, "m", "te", "tr", 100)
+    b = tasks.proxy_key("linear", {"epochs": 2, "lr": 0.1}, "m", "te", "tr", 100)
+    assert a == b and a != tasks.proxy_key("linear", {"epochs": 2, "lr": 0.1}, "m", "te", "tr", 50)
+    assert tasks.num_blocks(1025, 1024) == 2 and tasks.num_blocks(1024, 1024) == 1

@@ -96,8 +96,14 @@ def register_sql_reader(db, reader_id, query, input="Vision", options=None, bloc
     _check_new_reader(db, reader_id, block_size)
     try:
         tree = sqlglot.parse_one(query or "", read="postgres")
+    except sqlglot.errors.ParseError as e:
+        first = e.errors[0] if e.errors else {}
+        raise ShiftError("reader query of %s does not parse" % reader_id, errors.SYNTAX_ERROR,
+                         detail="line %s, column %s: %s" % (first.get("line"), first.get("col"),
+                                                            first.get("description", "syntax error"))) from None
     except sqlglot.errors.SqlglotError as e:
-        raise ShiftError("reader query of %s does not parse" % reader_id, errors.SYNTAX_ERROR, detail=str(e)) from None
+        raise ShiftError("reader query of %s does not parse" % reader_id, errors.SYNTAX_ERROR,
+                         detail=str(e).splitlines()[0]) from None
     if not isinstance(tree, exp.Query):
         raise ShiftError("reader query of %s must be a SELECT" % reader_id, INVALID_PARAMETER)
     if not tree.args.get("order"):

@@ -62,6 +62,8 @@ class Scorer:
         known = {p.name: p for p in self.params}
         out = {}
         for key, value in given.items():
+            if key in self.fixed and value == self.fixed[key]:
+                continue  # already resolved: resolve(resolve(x)) == resolve(x)
             p = known.get(key) or next((q for q in self.params if q.name.lower() == str(key).lower()), None)
             if p is None:
                 err = unknown("parameter of %s" % self.name, str(key), list(known))

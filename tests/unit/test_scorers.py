@@ -30,6 +30,7 @@ def test_error_and_accuracy_views_share_one_cached_proxy():
     assert nn_err.proxy == nn_acc.proxy and nn_err.resolve({}) == nn_acc.resolve({}) == {"metric": "cosine"}
     assert not nn_err.higher_is_better and nn_acc.higher_is_better
     assert nn_err.present(0.75) == pytest.approx(0.25) and nn_acc.present(0.75) == 0.75
+    assert nn_err.resolve(nn_err.resolve({})) == nn_err.resolve({})  # idempotent
     with pytest.raises(ShiftError):
         nn_err.resolve({"metric": "euclidean"})  # fixed by the scorer's name
 

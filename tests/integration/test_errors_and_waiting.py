@@ -1,0 +1,149 @@
+"""Bad input gets a SQLSTATE error and leaves nothing behind; waiting honours timeouts, cancel and dead workers."""
+
+import os
+import signal
+import threading
+import time
+
+import psycopg
+import pytest
+from psycopg import errors
+
+from tests.support import Database, WorkerProcess, digits
+
+
+def fails(conn, sql, params=(), sqlstate=None):
+    with pytest.raises(psycopg.Error) as info:
+        conn.execute(sql, params)
+    diag = info.value.diag
+    if sqlstate:
+        assert diag.sqlstate == sqlstate, diag.message_primary
+    assert diag.message_primary and not diag.message_primary.startswith("plpy")
+    return diag
+
+
+def counts(conn):
+    return conn.execute("SELECT (SELECT count(*) FROM shift.models), (SELECT count(*) FROM shift.readers), "
+                        "(SELECT count(*) FROM shift.tasks)").fetchone()
+
+
+def test_bad_registrations_leave_nothing(db, registered, cluster):
+    with db.connect() as conn:
+        before = counts(conn)
+        d = fails(conn, "SELECT shift.register_model('x', 'timmm', 'resnet18')", sqlstate="42704")
+        assert "timm" in d.message_hint
+        fails(conn, "SELECT shift.register_model(%s, 'timm', 'resnet18')", (registered["models"][0],), "42710")
+        fails(conn, "SELECT shift.register_model('x', 'timm', 'resnet18', upstream_accuracy => 76.3)", (), "22023")
+        d = fails(conn, "SELECT shift.register_sql_reader('r', 'SELECT x, y FROM public.digits_train')",
+                  sqlstate="22023")
+        assert "ORDER BY" in d.message_primary
+        fails(conn, "SELECT shift.register_sql_reader('r', 'SELECT x AS img, y FROM public.digits_train ORDER BY id')",
+              sqlstate="22023")
+        fails(conn, "SELECT shift.register_sql_reader('r', 'SELEC x')", sqlstate="22023")  # not a SELECT
+        d = fails(conn, "SELECT shift.register_sql_reader('r', 'SELECT x, y FROM t ORDER BY id)')", sqlstate="42601")
+        assert "column 31" in d.message_detail
+        fails(conn, "SELECT shift.register_sql_reader('r', 'SELECT x, y FROM public.nope ORDER BY 1')",
+              sqlstate="42P01")
+        fails(conn, "SELECT shift.register_npz_reader('r', %s)", (str(cluster.home / "missing.npz"),), "58P01")
+        fails(conn, "SELECT shift.register_npz_reader('r', 'relative.npz')", sqlstate="22023")
+        assert counts(conn) == before
+
+
+def test_bad_queries(db, registered):
+    with db.connect() as conn:
+        before = counts(conn)
+        d = fails(conn, "SELECT * FROM shift.query('SELECT ModelId FROM Models ORDER BY CosineN ASC LIMIT 1 "
+                        "TESTED ON TestDigits TRAINED ON TrainDigits')", sqlstate="42704")
+        assert "CosineNN" in d.message_hint
+        d = fails(conn, "SELECT * FROM shift.query('SELECT ModelId FROM Models ORDER BY CosineNN LIMIT 1 "
+                        "TESTED ON TestDigitz TRAINED ON TrainDigits')", sqlstate="42704")
+        assert "TestDigits" in d.message_hint
+        fails(conn, "SELECT * FROM shift.query('SELECT ModelId FROM Models ORDER BY LIMIT')", sqlstate="42601")
+        fails(conn, "SELECT * FROM shift.query('SELECT ModelId FROM Modelz')", sqlstate="42704")
+        d = fails(conn, "SELECT * FROM shift.score('Linear', '{}', ARRAY['no-such-model'], 'TestDigits', "
+                        "'TrainDigits')", sqlstate="42704")
+        assert "no-such-model" in d.message_primary
+        fails(conn, "SELECT * FROM shift.score('Linear', '{\"lr\": \"fast\"}', %s, 'TestDigits', 'TrainDigits')",
+              (registered["models"],), "22023")
+        assert counts(conn) == before
+
+
+@pytest.fixture
+def idle_db(cluster):
+    """A second database with the extension and no worker of its own."""
+    with Database(cluster, "shift_idle") as database:
+        (train_x, train_y), _ = digits(n_train=40, n_test=0)
+        with database.connect() as conn:
+            conn.execute("SELECT shift.register_model('m', 'timm', 'resnet10t', options => "
+                         "'{\"pretrained\": false, \"num_classes\": 3}')")
+            conn.execute("CREATE TABLE public.t AS SELECT g AS id, ARRAY[g::real, 1] AS x, g % 2 AS y "
+                         "FROM generate_series(1, 20) g")
+            conn.execute("SELECT shift.register_sql_reader('R', 'SELECT x, y FROM public.t ORDER BY id')")
+        yield database
+
+
+Q_IDLE = "SELECT ModelId FROM Models ORDER BY CosineNN LIMIT 1 TESTED ON R TRAINED ON R"
+
+
+def test_no_worker_fails_fast(idle_db):
+    with idle_db.connect() as conn:
+        started = time.monotonic()
+        d = fails(conn, "SELECT * FROM shift.query(%s)", (Q_IDLE,), "55000")
+        assert time.monotonic() - started < 5
+        assert "worker" in d.message_primary and "shift worker start" in d.message_hint
+        assert conn.execute("SELECT count(*) FROM shift.tasks").fetchone()[0] == 0
+
+
+@pytest.fixture
+def frozen_worker(idle_db, cluster):
+    """A real worker that registered and then stopped (SIGSTOP): alive by heartbeat, doing nothing."""
+    w = WorkerProcess(idle_db.dsn, cluster.home / "worker-frozen.log", "frozen").wait_ready()
+    os.kill(w.proc.pid, signal.SIGSTOP)
+    yield w
+    os.kill(w.proc.pid, signal.SIGCONT)
+    w.stop()
+
+
+def test_statement_timeout_cancels_a_waiting_query(idle_db, frozen_worker):
+    with idle_db.connect() as conn:
+        conn.execute("SET statement_timeout = '1500ms'")
+        started = time.monotonic()
+        with pytest.raises(errors.QueryCanceled):
+            conn.execute("SELECT * FROM shift.query(%s)", (Q_IDLE,))
+        assert time.monotonic() - started < 10
+        conn.execute("RESET statement_timeout")
+        # the work stays queued for the next query; the session is usable
+        assert conn.execute("SELECT count(*) FROM shift.tasks WHERE status = 'queued'").fetchone()[0] == 2
+
+
+def test_cancel_interrupts_a_waiting_query(idle_db, frozen_worker):
+    with idle_db.connect() as conn, idle_db.connect() as other:
+        pid = conn.info.backend_pid
+        outcome = {}
+
+        def run():
+            try:
+                conn.execute("SELECT * FROM shift.query(%s)", (Q_IDLE,))
+            except psycopg.Error as e:
+                outcome["error"] = e
+
+        t = threading.Thread(target=run)
+        t.start()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not other.execute(
+                "SELECT 1 FROM shift.tasks WHERE %s = ANY(waiters)", (pid,)).fetchone():
+            time.sleep(0.1)
+        assert other.execute("SELECT pg_cancel_backend(%s)", (pid,)).fetchone()[0]
+        t.join(timeout=10)
+        assert not t.is_alive()
+        assert isinstance(outcome.get("error"), errors.QueryCanceled)
+
+
+def test_query_needs_read_committed(db, registered):
+    with db.connect(autocommit=False) as conn:
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        # cached results need no waiting and are fine; uncached ones must not wait on a frozen snapshot
+        with pytest.raises(psycopg.Error) as info:
+            conn.execute("SELECT * FROM shift.score('Linear', '{\"lr\": 0.3, \"epochs\": 1}', %s, "
+                         "'TestDigits', 'TrainDigits')", (registered["models"],))
+        assert info.value.diag.sqlstate == "25000"

@@ -1,0 +1,97 @@
+"""Helpers for tests against a real cluster: databases, worker processes, data."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import psycopg
+from pytest_postgresql.janitor import DatabaseJanitor
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Database:
+    """One test database with the extension installed."""
+
+    def __init__(self, cluster, name):
+        self.cluster = cluster
+        self.name = name
+        self.dsn = cluster.dsn(name)
+        self.janitor = DatabaseJanitor(user="postgres", host=str(cluster.socket_dir.resolve()),
+                                       port=cluster.port, dbname=name)
+
+    def __enter__(self):
+        self.janitor.init()
+        with self.connect() as conn:
+            conn.execute("CREATE EXTENSION shift CASCADE")
+        return self
+
+    def __exit__(self, *exc):
+        self.janitor.drop()
+
+    def connect(self, **kwargs):
+        kwargs.setdefault("autocommit", True)
+        return psycopg.connect(self.dsn, **kwargs)
+
+
+class WorkerProcess:
+    """A real `python -m gpu_daemon` process on one database."""
+
+    def __init__(self, dsn, log_path, worker_id):
+        self.dsn = dsn
+        self.worker_id = worker_id
+        self.log = open(log_path, "w")
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gpu_daemon", "--dsn", dsn, "--device", "cpu", "--worker-id", worker_id],
+            stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=str(ROOT))
+
+    def wait_ready(self, timeout=60):
+        deadline = time.monotonic() + timeout
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError("worker exited with %s; see %s" % (self.proc.returncode, self.log.name))
+                if conn.execute("SELECT 1 FROM shift.live_workers WHERE worker_id = %s", (self.worker_id,)).fetchone():
+                    return self
+                time.sleep(0.2)
+        raise RuntimeError("worker %s did not register within %ss" % (self.worker_id, timeout))
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+def digits(n_train=300, n_test=120, seed=0):
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    order = np.random.default_rng(seed).permutation(len(d.target))[: n_train + n_test]
+    x = (d.images[order] / 16.0).astype(np.float32)
+    y = d.target[order].astype(np.int64)
+    return (x[:n_train], y[:n_train]), (x[n_train:], y[n_train:])
+
+
+def register_model(conn, m):
+    conn.execute(
+        "SELECT shift.register_model(%(model_id)s, %(source)s, %(locator)s, checkpoint => %(checkpoint)s, "
+        "input => %(input)s, upstream_dataset => %(upstream_dataset)s, upstream_accuracy => %(upstream_accuracy)s, "
+        "num_params => %(num_params)s, feature_dim => %(feature_dim)s, input_size => %(input_size)s, "
+        "architecture => %(architecture)s, options => %(options)s)",
+        dict(m, options=psycopg.types.json.Jsonb(m.get("options") or {})))

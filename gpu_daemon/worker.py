@@ -193,7 +193,7 @@ class Worker:
             return
         model, load_seconds = self._model(model_id)
         infer_seconds, samples = 0.0, 0
-        with psycopg.connect(self.dsn, application_name="shift-reader") as rconn:
+        with psycopg.connect(self.dsn, autocommit=True, application_name="shift-reader") as rconn:
             if reader["kind"] == "sql":
                 rconn.execute("SET ROLE %s" % psycopg.sql.Identifier(reader["owner"]).as_string(rconn))
             for i, (block, xs, ys) in enumerate(reader_io.iter_blocks(reader, blocks, conn=rconn)):

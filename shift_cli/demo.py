@@ -29,7 +29,7 @@ QUERIES = {
            "TESTED ON DigitsTest TRAINED ON DigitsTrain"),
 }
 
-console = Console()
+console = Console(width=110)
 
 
 def digits_split(seed=0):
@@ -78,6 +78,29 @@ def register_zoo(conn, zoo):
     return len(new)
 
 
+def show_all_models(conn):
+    """Every model's upstream accuracy and proxy errors, all from the cache the queries filled."""
+    rows = conn.execute(
+        """
+        SELECT m.model_id, m.architecture, m.num_params, m.upstream_accuracy, nn.score, lin.score
+        FROM shift.models m
+        JOIN shift.score('CosineNN', '{}', ARRAY(SELECT model_id FROM shift.models),
+                         'DigitsTest', 'DigitsTrain') nn USING (model_id)
+        JOIN shift.score('Linear', '{"lr": 0.1}', ARRAY(SELECT model_id FROM shift.models),
+                         'DigitsTest', 'DigitsTrain') lin USING (model_id)
+        ORDER BY lin.score, m.model_id
+        """).fetchall()
+    console.print("[bold]every model[/], its proxy values read back from the cache:")
+    table = Table()
+    for name, justify in (("model", "left"), ("architecture", "left"), ("parameters", "right"),
+                          ("upstream accuracy", "right"), ("CosineNN error", "right"), ("Linear error", "right")):
+        table.add_column(name, justify=justify)
+    for model_id, arch, params, upstream, nn, lin in rows:
+        table.add_row(model_id, arch or "", "{:,}".format(params) if params else "",
+                      "%.3f" % upstream, "%.4f" % nn, "%.4f" % lin)
+    console.print(table)
+
+
 def main():
     started = time.perf_counter()
     cluster = Cluster()
@@ -104,14 +127,16 @@ def main():
             t = time.perf_counter()
             rows = conn.execute("SELECT rank, model_id, score FROM shift.query(%s)", (text,)).fetchall()
             seconds = time.perf_counter() - t
-            table = Table(title="%s: %s (%.2fs)" % (name, what, seconds), title_justify="left")
+            console.print("[bold]%s[/]: %s, %.2fs" % (name, what, seconds))
+            table = Table()
             table.add_column("rank", justify="right")
             table.add_column("model")
             table.add_column("score", justify="right")
             for rank, model_id, value in rows:
                 table.add_row(str(rank), model_id, "%.4f" % value)
-            console.print(" ".join(text.split()), style="dim")
+            console.print("  " + " ".join(text.split()), style="dim")
             console.print(table)
+        show_all_models(conn)
         tasks_after = conn.execute("SELECT count(*) FROM shift.tasks").fetchone()[0]
         features_after = conn.execute("SELECT count(*) FROM shift.features").fetchone()[0]
 

@@ -13,9 +13,12 @@ def main(argv=None):
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda:N (default: auto)")
     parser.add_argument("--worker-id", default=None)
     parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--lease-seconds", type=float, default=60.0,
+                        help="how long a claimed task stays this worker's without a heartbeat (default: 60)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    worker = Worker(args.dsn, device=args.device, worker_id=args.worker_id, batch_size=args.batch_size)
+    worker = Worker(args.dsn, device=args.device, worker_id=args.worker_id, batch_size=args.batch_size,
+                    lease_seconds=args.lease_seconds)
     signal.signal(signal.SIGTERM, worker.stop)
     signal.signal(signal.SIGINT, worker.stop)
     worker.run()

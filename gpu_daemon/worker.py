@@ -64,8 +64,10 @@ def pick_device(device="auto"):
 
 
 class Worker:
-    def __init__(self, dsn, device="auto", worker_id=None, batch_size=None, max_loaded_models=2):
+    def __init__(self, dsn, device="auto", worker_id=None, batch_size=None, max_loaded_models=2,
+                 lease_seconds=LEASE_SECONDS):
         self.dsn = dsn
+        self.lease_seconds = lease_seconds
         self.device = pick_device(device)
         self.worker_id = worker_id or "%s-%d-%s" % (socket.gethostname(), os.getpid(), uuid.uuid4().hex[:6])
         self.batch_size = batch_size or (256 if self.device.startswith("cuda") else 64)
@@ -117,7 +119,7 @@ class Worker:
                     conn.execute(
                         "UPDATE shift.tasks SET lease_until = now() + make_interval(secs => %s) "
                         "WHERE task_id = %s AND worker_id = %s AND status = 'running'",
-                        (LEASE_SECONDS, task, self.worker_id))
+                        (self.lease_seconds, task, self.worker_id))
 
     # -- the queue -----------------------------------------------------------------
 
@@ -125,7 +127,7 @@ class Worker:
         """Claim and run one task; False when none is ready."""
         self.conn.execute(_EXPIRE)
         self.conn.execute(_FAIL_DEPENDENTS)
-        row = self.conn.execute(_CLAIM, {"worker": self.worker_id, "lease": LEASE_SECONDS}).fetchone()
+        row = self.conn.execute(_CLAIM, {"worker": self.worker_id, "lease": self.lease_seconds}).fetchone()
         if row is None:
             return False
         task_id, kind, payload, attempt = row

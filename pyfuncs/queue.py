@@ -108,15 +108,17 @@ def wait(db, task_ids, progress=None):
     last_live = time.monotonic()
     while pending:
         rows = db.execute(
-            "SELECT task_id, status, error, kind, key FROM shift.tasks WHERE task_id = ANY($1)",
+            "SELECT task_id, status, error, kind, key, depends_on FROM shift.tasks WHERE task_id = ANY($1)",
             ["bigint[]"], [list(pending)])
-        for r in rows:
-            if r["status"] == "done":
-                pending.discard(r["task_id"])
-            elif r["status"] == "failed":
-                raise ShiftError("%s task failed: %s" % (r["kind"], r["error"] or "no reason given"), TASK_FAILED,
-                                 detail="task %d (%s)" % (r["task_id"], r["key"]),
-                                 hint="see the worker log; the next query retries the task")
+        failed = {r["task_id"]: r for r in rows if r["status"] == "failed"}
+        if failed:
+            # report the root cause, not the tasks that failed because it did
+            root = next((r for r in failed.values() if not set(r["depends_on"] or []) & set(failed)),
+                        next(iter(failed.values())))
+            raise ShiftError("%s task failed: %s" % (root["kind"], root["error"] or "no reason given"), TASK_FAILED,
+                             detail="task %d (%s)" % (root["task_id"], root["key"]),
+                             hint="see the worker log; the next query retries the task")
+        pending -= {r["task_id"] for r in rows if r["status"] == "done"}
         if progress:
             progress(len(task_ids) - len(pending), len(task_ids))
         if not pending:

@@ -47,13 +47,13 @@ class Database:
 class WorkerProcess:
     """A real `python -m gpu_daemon` process on one database."""
 
-    def __init__(self, dsn, log_path, worker_id):
+    def __init__(self, dsn, log_path, worker_id, *extra_args):
         self.dsn = dsn
         self.worker_id = worker_id
         self.log = open(log_path, "w")
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gpu_daemon", "--dsn", dsn, "--device", "cpu", "--worker-id", worker_id],
+            [sys.executable, "-m", "gpu_daemon", "--dsn", dsn, "--device", "cpu", "--worker-id", worker_id, *extra_args],
             stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=str(ROOT))
 
     def wait_ready(self, timeout=60):

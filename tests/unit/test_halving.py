@@ -1,0 +1,93 @@
+"""Algorithm 1 bookkeeping (seed 000 §4.1) and the cost model (§4.2) on hand-computed cases."""
+
+import pytest
+
+from pyfuncs import costmodel, halving
+from pyfuncs.errors import ShiftError
+
+
+def test_sixteen_models_top1_hand_computed():
+    # |M| = 16: n = 4 rounds, B_min = 16 * 4 = 64, L = 16, 8, 4, 2,
+    # r_k = floor(64 / (L * 4)) = 1, 2, 4, 8, C_min = ceil(20000 / 15) = 1334
+    s = halving.schedule(16, 20000)
+    assert (s.budget, s.chunk) == (64, 1334)
+    assert [(r.models, r.pulls, r.seen, r.keep) for r in s.rounds] == [
+        (16, 1, 1334, 8), (8, 2, 4002, 4), (4, 4, 9338, 2), (2, 8, 20000, 1)]
+    assert s.samples_inferred == 16 * 1334 + 8 * 2668 + 4 * 5336 + 2 * 10662
+
+
+def test_minimal_budget_and_rounds():
+    assert [halving.num_rounds(m) for m in (1, 2, 3, 4, 5, 8, 9, 100)] == [0, 1, 2, 2, 3, 3, 4, 7]
+    assert halving.minimal_budget(100) == 700  # |M| ceil(log2 |M|)
+    with pytest.raises(ShiftError) as info:
+        halving.schedule(16, 1000, budget=63)
+    assert info.value.sqlstate == "22023" and "64" in info.value.message
+
+
+def test_odd_pool_rounds_up_the_survivors():
+    # |M| = 5: n = 3, B = 15, L = 5, 3, 2, r = floor(15/15)=1, floor(15/9)=1, floor(15/6)=2, C = ceil(100/4) = 25
+    s = halving.schedule(5, 100)
+    assert [(r.models, r.pulls, r.seen, r.keep) for r in s.rounds] == [(5, 1, 25, 3), (3, 1, 50, 2), (2, 2, 100, 1)]
+
+
+def test_top_k_stops_when_k_remain():
+    # |M| = 16, K = 3: n = ceil(log2(16/3)) = 3, B = 48, L = 16, 8, 4, r = 1, 2, 4, C = ceil(700/7) = 100
+    s = halving.schedule(16, 700, top_k=3)
+    assert (s.budget, s.chunk) == (48, 100)
+    assert [(r.models, r.pulls, r.seen, r.keep) for r in s.rounds] == [(16, 1, 100, 8), (8, 2, 300, 4), (4, 4, 700, 3)]
+
+
+def test_user_chunk_and_budget():
+    big = halving.schedule(16, 1000, chunk=500)   # data runs out in round 1: everyone left sees it all
+    assert [(r.models, r.seen, r.keep) for r in big.rounds] == [(16, 500, 8), (8, 1000, 1)]
+    small = halving.schedule(16, 1000, chunk=10)  # the last round takes the rest of the reader
+    assert [r.seen for r in small.rounds] == [10, 30, 70, 1000]
+    rich = halving.schedule(8, 1000, budget=48)   # n = 3, r = 48/24, 48/12, 48/6 = 2, 4, 8
+    assert [r.pulls for r in rich.rounds] == [2, 4, 8] and rich.chunk == 72
+
+
+def test_no_halving_when_the_pool_is_not_larger_than_k():
+    s = halving.schedule(3, 500, top_k=3)
+    assert [(r.models, r.seen, r.keep) for r in s.rounds] == [(3, 500, 3)]
+
+
+def test_survivors_follow_the_order_direction():
+    values = {"a": 0.3, "b": 0.1, "c": 0.3, "d": 0.9}
+    assert halving.survivors(values, 2) == ["b", "a"]
+    assert halving.survivors(values, 3, descending=True) == ["d", "a", "c"]
+
+
+def inputs(n, o=500, p=1, infer=None, load=0.5):
+    infer = infer or {"m%d" % i: 1e-3 * (i + 1) for i in range(8)}
+    return costmodel.CostInputs(train_samples=n, test_samples=o, devices=p, load_seconds={m: load for m in infer},
+                                infer_seconds=infer, read_seconds=1e-5, feature_read_seconds=1e-6,
+                                proxy_seconds=2e-5)
+
+
+def test_cost_without_sh_is_the_formula():
+    c = inputs(1000)
+    got = costmodel.without_sh(c, list(c.infer_seconds))
+    want = sum(1e-5 * 1000 + 1e-6 * 500 + 0.5 + i * 500 + i * 1000 + 2e-5 * 1000 for i in c.infer_seconds.values())
+    assert got == pytest.approx(want)
+    assert costmodel.without_sh(inputs(1000, p=4), list(c.infer_seconds)) == pytest.approx(want / 4)
+
+
+def test_cost_with_sh_hand_computed():
+    # 2 models, N = 100, O = 10, P = 1: one round of both at R = 100, then the top-1 is known
+    c = costmodel.CostInputs(100, 10, 1, {"a": 1.0, "b": 2.0}, {"a": 0.01, "b": 0.02}, 0.001, 0.0001, 0.002)
+    s = halving.schedule(2, 100)
+    test_phase, rounds = costmodel.with_sh(c, ["a", "b"], s)
+    assert test_phase == pytest.approx((1 + 0.1) + (2 + 0.2))
+    per_model = lambda load, i: load + 0.001 * 100 + i * 100 + 0.0001 * 10 + 0.002 * 100  # noqa: E731
+    assert rounds == [pytest.approx(per_model(1.0, 0.01) + per_model(2.0, 0.02))]
+
+
+def test_plan_choice_small_reader_full_large_reader_sh():
+    """§6.4: no SH for small readers (load times dominate), SH for large ones."""
+    models = ["m%d" % i for i in range(16)]
+    infer = {m: 2e-3 * (1 + i % 4) for i, m in enumerate(models)}
+    small = costmodel.estimate(inputs(1000, infer=infer, load=2.0), models, halving.schedule(16, 1000))
+    large = costmodel.estimate(inputs(50000, infer=infer, load=2.0), models, halving.schedule(16, 50000))
+    assert small.choice == "full" and small.predicted_ratio > 1
+    assert large.choice == "successive halving" and large.predicted_ratio < 1
+    assert [r["R_k"] for r in large.terms["rounds"]] == [r.seen for r in halving.schedule(16, 50000).rounds]

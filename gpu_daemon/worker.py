@@ -49,7 +49,8 @@ WHERE t.task_id = (
     SELECT c.task_id FROM shift.tasks c
     WHERE (c.status = 'queued' OR (c.status = 'running' AND c.lease_until < now()))
       AND NOT EXISTS (SELECT 1 FROM shift.tasks d WHERE d.task_id = ANY(c.depends_on) AND d.status <> 'done')
-    ORDER BY c.task_id
+    -- a model already loaded here stays loaded while it has work (seed 000 §4.2: loads are costly)
+    ORDER BY (c.payload->>'model_id') = ANY(%(loaded)s::text[]) DESC, c.task_id
     FOR UPDATE SKIP LOCKED
     LIMIT 1)
 RETURNING t.task_id, t.kind, t.payload, t.attempts
@@ -73,6 +74,7 @@ class Worker:
         self.batch_size = batch_size or (256 if self.device.startswith("cuda") else 64)
         self.max_loaded_models = max_loaded_models
         self._models = OrderedDict()  # model_id -> LoadedModel; kept while they have work
+        self._batch_sizes = {}  # model_id -> batch size after an out-of-memory fallback
         self._stop = threading.Event()
         self._current = None
         self.conn = None
@@ -127,7 +129,8 @@ class Worker:
         """Claim and run one task; False when none is ready."""
         self.conn.execute(_EXPIRE)
         self.conn.execute(_FAIL_DEPENDENTS)
-        row = self.conn.execute(_CLAIM, {"worker": self.worker_id, "lease": self.lease_seconds}).fetchone()
+        row = self.conn.execute(_CLAIM, {"worker": self.worker_id, "lease": self.lease_seconds,
+                                         "loaded": list(self._models)}).fetchone()
         if row is None:
             return False
         task_id, kind, payload, attempt = row
@@ -194,11 +197,13 @@ class Worker:
         if not blocks:
             return
         model, load_seconds = self._model(model_id)
-        infer_seconds, samples = 0.0, 0
+        infer_seconds, read_seconds, samples = 0.0, 0.0, 0
         with psycopg.connect(self.dsn, autocommit=True, application_name="shift-reader") as rconn:
             if reader["kind"] == "sql":
                 rconn.execute("SET ROLE %s" % psycopg.sql.Identifier(reader["owner"]).as_string(rconn))
+            read_started = time.perf_counter()
             for i, (block, xs, ys) in enumerate(reader_io.iter_blocks(reader, blocks, conn=rconn)):
+                read_seconds += time.perf_counter() - read_started
                 started = time.perf_counter()
                 feats = self._extract(model, xs)
                 seconds = time.perf_counter() - started
@@ -214,14 +219,29 @@ class Worker:
                         "INSERT INTO shift.labels (reader_id, block, y) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
                         (reader_id, block, [int(v) for v in ys]))
                 self._progress(task_id, (i + 1) / len(blocks))
+                read_started = time.perf_counter()
         self._record_cost(model_id, load_seconds, infer_seconds, samples)
+        self._record_reader_cost(reader_id, read_seconds, samples)
 
     def _extract(self, model, xs):
-        outs = []
-        for start in range(0, len(xs), self.batch_size):
-            batch = model.preprocess(xs[start:start + self.batch_size])
-            feats, _logits = model.extract(batch)
+        """Features of a block in mini-batches; on CUDA out-of-memory the batch halves and the block goes on."""
+        outs, start = [], 0
+        size = self._batch_sizes.get(model.model_id, self.batch_size)
+        while start < len(xs):
+            try:
+                batch = model.preprocess(xs[start:start + size])
+                feats, _logits = model.extract(batch)
+            except RuntimeError as e:
+                if "out of memory" not in str(e).lower() or size == 1:
+                    raise
+                import torch
+                torch.cuda.empty_cache()
+                size = max(1, size // 2)
+                self._batch_sizes[model.model_id] = size
+                log.warning("out of memory with %s; batch size now %d", model.model_id, size)
+                continue
             outs.append(feats)
+            start += len(feats)
         return np.concatenate(outs, axis=0)
 
     def _record_cost(self, model_id, load_seconds, infer_seconds, samples):
@@ -240,6 +260,18 @@ class Worker:
             """,
             {"m": model_id, "d": self.device, "load": load_seconds, "per": infer_seconds / samples, "n": samples})
 
+    def _record_reader_cost(self, reader_id, read_seconds, samples):
+        """t_N of the cost model: seconds to read one sample of this reader."""
+        if not samples:
+            return
+        self.conn.execute(
+            """
+            INSERT INTO shift.reader_costs AS c (reader_id, per_sample_seconds, samples) VALUES (%(r)s, %(per)s, %(n)s)
+            ON CONFLICT (reader_id) DO UPDATE SET
+                per_sample_seconds = (c.per_sample_seconds * c.samples + %(per)s * %(n)s) / (c.samples + %(n)s),
+                samples = c.samples + %(n)s, measured_at = now()
+            """, {"r": reader_id, "per": read_seconds / samples, "n": samples})
+
     # -- proxies (seed 000 §3.4 "Proxy Task") ---------------------------------------------
 
     def run_proxy(self, task_id, payload):
@@ -250,13 +282,26 @@ class Worker:
                 "AND train_reader = %s AND fidelity = %s", key).fetchone():
             return
         train_x, train_y = read_features(self.conn, p["model_id"], p["train_reader"], limit=p["fidelity"])
+        started = time.perf_counter()
         test_x, test_y = read_features(self.conn, p["model_id"], p["test_reader"])
+        feature_read = (time.perf_counter() - started) / len(test_x)
         started = time.perf_counter()
         value = proxies.compute(p["proxy"], p["params"], train_x, train_y, test_x, test_y)
         seconds = time.perf_counter() - started
         self.conn.execute(
             "INSERT INTO shift.scores (proxy, params, model_id, test_reader, train_reader, fidelity, value, seconds) "
             "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING", key + (value, seconds))
+        # E_Proxy and t_O of the cost model, as running means over training samples
+        self.conn.execute(
+            """
+            INSERT INTO shift.proxy_costs AS c (proxy, params, per_sample_seconds, feature_read_seconds, samples)
+            VALUES (%(p)s, %(params)s, %(e)s, %(o)s, %(n)s)
+            ON CONFLICT (proxy, params) DO UPDATE SET
+                per_sample_seconds = (c.per_sample_seconds * c.samples + %(e)s * %(n)s) / (c.samples + %(n)s),
+                feature_read_seconds = (c.feature_read_seconds * c.samples + %(o)s * %(n)s) / (c.samples + %(n)s),
+                samples = c.samples + %(n)s, measured_at = now()
+            """, {"p": p["proxy"], "params": Jsonb(p["params"]), "e": seconds / len(train_x), "o": feature_read,
+                  "n": len(train_x)})
 
 
 def read_features(conn, model_id, reader_id, limit=None):

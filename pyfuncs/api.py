@@ -6,7 +6,7 @@ ShiftError becomes a PostgreSQL error with its SQLSTATE, detail and hint.
 import functools
 import json
 
-from . import queue, registry, scorers, tasks
+from . import planner, registry, scorers
 from .db import Plpy
 from .errors import INVALID_PARAMETER, ShiftError, unknown
 
@@ -58,12 +58,14 @@ def resolve_reader(db, name):
 
 
 @_sql_errors
-def score(db, scorer_name, params, model_ids, test_reader, train_reader):
+def score(db, scorer_name, params, model_ids, test_reader, train_reader, top_k=None, descending=False):
     scorer = scorers.get(scorer_name or "")
     given = json.loads(params) if isinstance(params, str) else (params or {})
     if not isinstance(given, dict):
         raise ShiftError("scorer parameters must be a json object", INVALID_PARAMETER)
     resolved = scorer.resolve(given)
+    if top_k is not None and top_k < 1:
+        raise ShiftError("top_k must be at least 1, not %d" % top_k, INVALID_PARAMETER)
     test = resolve_reader(db, test_reader)
     train = resolve_reader(db, train_reader)
     models = list(dict.fromkeys(m for m in (model_ids or []) if m is not None))
@@ -75,55 +77,15 @@ def score(db, scorer_name, params, model_ids, test_reader, train_reader):
         if m not in known:
             raise unknown("model", m, [r["model_id"] for r in db.execute("SELECT model_id FROM shift.models")])
 
-    fidelity = train["num_samples"]
-    cached = _cached_scores(db, scorer.proxy, resolved, models, test["reader_id"], train["reader_id"], fidelity)
-    missing = [m for m in models if m not in cached]
-    if missing:
-        queue.require_read_committed(db)
-        queue.require_live_worker(db)
-        planned = plan_scores(db, scorer.proxy, resolved, missing, test, train, fidelity)
-        ids = queue.enqueue(db, planned, missing, {test["reader_id"], train["reader_id"]})
-        queue.wait(db, ids)
-        cached = _cached_scores(db, scorer.proxy, resolved, models, test["reader_id"], train["reader_id"], fidelity)
-        lost = [m for m in models if m not in cached]
+    req = planner.Request(db, scorer, resolved, models, test, train, top_k, bool(descending))
+    values = req.present(planner.run(req))
+    if top_k is None:
+        lost = [m for m in models if m not in values]
         if lost:
             raise ShiftError("proxy value of model %s is missing after its task finished" % lost[0], "XX000")
-    return [(m, scorer.present(cached[m])) for m in models]
-
-
-def _cached_scores(db, proxy, params, models, test_id, train_id, fidelity):
-    rows = db.execute(
-        "SELECT model_id, value FROM shift.scores WHERE proxy = $1 AND params = $2 AND test_reader = $3 "
-        "AND train_reader = $4 AND fidelity = $5 AND model_id = ANY($6)",
-        ["text", "jsonb", "text", "text", "bigint", "text[]"],
-        [proxy, scorers.canonical_json(params), test_id, train_id, fidelity, models])
-    return {r["model_id"]: r["value"] for r in rows}
-
-
-def plan_scores(db, proxy, params, models, test, train, fidelity):
-    """Inference tasks for feature blocks the cache lacks, then one proxy task per model (§4.3 Caching)."""
-    readers = [train] if train["reader_id"] == test["reader_id"] else [train, test]
-    present = {}
-    for r in db.execute(
-            "SELECT model_id, reader_id, array_agg(block) AS blocks FROM shift.features "
-            "WHERE model_id = ANY($1) AND reader_id = ANY($2) GROUP BY model_id, reader_id",
-            ["text[]", "text[]"], [models, [r["reader_id"] for r in readers]]):
-        present[(r["model_id"], r["reader_id"])] = set(r["blocks"])
-    planned = []
-    for m in models:
-        deps = []
-        for reader in readers:
-            rid = reader["reader_id"]
-            want = set(range(tasks.num_blocks(reader["num_samples"], reader["block_size"])))
-            lacking = sorted(want - present.get((m, rid), set()))
-            if lacking:
-                planned.append(("inference", tasks.inference_key(m, rid, lacking),
-                                tasks.inference_payload(m, rid, lacking), []))
-                deps.append(len(planned) - 1)
-        planned.append(("proxy", tasks.proxy_key(proxy, params, m, test["reader_id"], train["reader_id"], fidelity),
-                        tasks.proxy_payload(proxy, params, m, test["reader_id"], train["reader_id"], fidelity),
-                        deps))
-    return planned
+        return [(m, values[m]) for m in models]
+    from .halving import survivors
+    return [(m, values[m]) for m in survivors(values, top_k, bool(descending))]
 
 
 def _translation(text):

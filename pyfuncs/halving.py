@@ -117,3 +117,15 @@ def survivors(values, keep, descending=False):
     else:
         ranked = sorted(values, key=lambda m: (values[m], m))
     return ranked[:keep]
+
+
+def run(models, sched, evaluate, descending=False):
+    """Algorithm 1's loop: evaluate(alive, seen) gives each alive model's value after `seen` samples.
+
+    Returns the survivors of the last round, best first, and their last values.
+    """
+    alive, values = list(models), {}
+    for r in sched.rounds:
+        values = evaluate(alive, r.seen)
+        alive = survivors(values, r.keep, descending)
+    return alive, {m: values[m] for m in alive}

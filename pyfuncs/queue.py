@@ -53,11 +53,13 @@ def require_read_committed(db):
 
 
 def require_live_worker(db):
+    """The number of live workers (devices, P of the cost model); an error when there is none."""
     row = db.one("SELECT count(*) AS n FROM shift.live_workers")
     if not row["n"]:
         raise ShiftError("no shift worker is running", NOT_READY,
                          detail="this query needs inference or proxy work that no worker can do",
                          hint="start one with `shift worker start` (or `python -m gpu_daemon --dsn ...`)")
+    return row["n"]
 
 
 def enqueue(db, planned, models, readers):

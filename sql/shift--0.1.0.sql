@@ -128,6 +128,44 @@ CREATE TABLE shift.costs (
 );
 COMMENT ON TABLE shift.costs IS 'measured L_i and I_i of the cost model (seed 000 §4.2)';
 
+CREATE TABLE shift.reader_costs (
+    reader_id          text PRIMARY KEY REFERENCES shift.readers ON DELETE CASCADE,
+    per_sample_seconds double precision NOT NULL CHECK (per_sample_seconds >= 0),
+    samples            bigint NOT NULL,
+    measured_at        timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE shift.reader_costs IS 'measured time to read one sample of a reader: t_N of the cost model';
+
+CREATE TABLE shift.proxy_costs (
+    proxy                      text NOT NULL,
+    params                     jsonb NOT NULL,
+    per_sample_seconds         double precision NOT NULL CHECK (per_sample_seconds >= 0),
+    feature_read_seconds       double precision NOT NULL CHECK (feature_read_seconds >= 0),
+    samples                    bigint NOT NULL,
+    measured_at                timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (proxy, params)
+);
+COMMENT ON TABLE shift.proxy_costs IS
+    'measured E_Proxy (per training sample) and t_O (per cached feature row read) of the cost model';
+
+CREATE TABLE shift.plans (
+    plan_id          bigserial PRIMARY KEY,
+    scorer           text NOT NULL,
+    params           jsonb NOT NULL,
+    model_ids        text[] NOT NULL,
+    test_reader      text NOT NULL,
+    train_reader     text NOT NULL,
+    top_k            integer,
+    mode             text NOT NULL,     -- the shift.successive_halving setting in force
+    choice           text NOT NULL CHECK (choice IN ('cached', 'full', 'successive halving')),
+    estimate_full    double precision,
+    estimate_sh      double precision,
+    terms            jsonb NOT NULL DEFAULT '{}',
+    measured_seconds double precision,
+    created_at       timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE shift.plans IS 'each scoring plan chosen: both cost estimates, their terms, the choice and the time it took';
+
 CREATE VIEW shift.live_workers AS
     SELECT * FROM shift.workers
     WHERE heartbeat_at > pg_catalog.now() - interval '15 seconds';
@@ -237,13 +275,15 @@ CREATE FUNCTION shift._py_score(
     params jsonb,
     model_ids text[],
     test_reader text,
-    train_reader text
+    train_reader text,
+    top_k integer,
+    descending boolean
 ) RETURNS TABLE (model_id text, score double precision)
 LANGUAGE plpython3u VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp
 AS $python$
     GD.get("shift.version") or plpy.execute("SELECT shift._load()")
     from pyfuncs import api
-    return api.score(plpy, scorer, params, model_ids, test_reader, train_reader)
+    return api.score(plpy, scorer, params, model_ids, test_reader, train_reader, top_k, descending)
 $python$;
 
 CREATE FUNCTION shift._py_translate(query text) RETURNS text
@@ -388,20 +428,22 @@ CREATE FUNCTION shift.score(
     params jsonb,
     model_ids text[],
     test_reader text,
-    train_reader text
+    train_reader text,
+    top_k integer DEFAULT NULL,
+    descending boolean DEFAULT false
 ) RETURNS TABLE (model_id text, score double precision)
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE st text; msg text; det text; hnt text;
 BEGIN
-    RETURN QUERY SELECT * FROM shift._py_score(scorer, params, model_ids, test_reader, train_reader);
+    RETURN QUERY SELECT * FROM shift._py_score(scorer, params, model_ids, test_reader, train_reader, top_k, descending);
 EXCEPTION WHEN OTHERS THEN
     GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;
     PERFORM shift._raise(st, msg, det, hnt);
 END
 $$;
 COMMENT ON FUNCTION shift.score IS
-    'proxy score of each model on (test reader, train reader); the workers compute what the cache lacks';
+    'proxy score of each model on (test reader, train reader); the workers compute what the cache lacks. With top_k, only the best top_k models (by ascending score, or descending) are returned, and the cost model may find them by successive halving';
 
 CREATE FUNCTION shift.translate(query text) RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp

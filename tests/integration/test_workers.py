@@ -59,8 +59,8 @@ def test_claims_skip_rows_another_worker_holds(wdb):
     try:
         with wdb.connect(autocommit=False) as a, wdb.connect(autocommit=False) as b:
             b.execute("SET lock_timeout = '2s'")
-            first = a.execute(_CLAIM, {"worker": "a", "lease": 30}).fetchone()
-            second = b.execute(_CLAIM, {"worker": "b", "lease": 30}).fetchone()
+            first = a.execute(_CLAIM, {"worker": "a", "lease": 30, "loaded": []}).fetchone()
+            second = b.execute(_CLAIM, {"worker": "b", "lease": 30, "loaded": []}).fetchone()
             assert first is not None and second is not None
             assert first[0] != second[0]
             a.rollback()

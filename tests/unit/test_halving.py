@@ -91,3 +91,27 @@ def test_plan_choice_small_reader_full_large_reader_sh():
     assert small.choice == "full" and small.predicted_ratio > 1
     assert large.choice == "successive halving" and large.predicted_ratio < 1
     assert [r["R_k"] for r in large.terms["rounds"]] == [r.seen for r in halving.schedule(16, 50000).rounds]
+
+
+def test_sh_and_full_agree_on_the_top_when_the_proxy_is_monotone_in_data_size():
+    """A proxy whose ranking of models does not change with more data: SH finds the full-data best."""
+    import random
+
+    rng = random.Random(4)
+    for trial in range(200):
+        m, n, k = rng.randint(2, 40), rng.randint(50, 5000), rng.randint(1, 4)
+        quality = {"m%02d" % i: rng.random() for i in range(m)}
+        # error falls with more samples, at a model-dependent but order-preserving rate
+        error = lambda model, seen: (1 - quality[model]) * (1 + 5.0 / seen)  # noqa: E731
+        pulls = []
+
+        def evaluate(alive, seen):
+            pulls.append((len(alive), seen))
+            return {a: error(a, seen) for a in alive}
+
+        sched = halving.schedule(m, n, top_k=k)
+        best, values = halving.run(list(quality), sched, evaluate)
+        full = sorted(quality, key=lambda q: (error(q, n), q))[:k]
+        assert best == full, trial
+        assert pulls[-1][1] == n and all(v == error(b, n) for b, v in values.items())
+        assert [p[0] for p in pulls] == [r.models for r in sched.rounds]

@@ -1,0 +1,223 @@
+"""Planning and running one scoring request (seed 000 §3.3, §4).
+
+A request asks for a proxy value of each model of a pool on (test reader, train
+reader), possibly only for the top-K. The planner reads what the cache already
+holds, and dispatches only what is missing (§4.3 "Caching"). For a top-K
+request it first infers the test reader with every model (both plans need it,
+and it measures each model's load and inference time), then lets the cost model
+(§4.2) choose between one full pass over the training reader and successive
+halving (§4.1), unless the setting shift.successive_halving forces one.
+"""
+
+import json
+import statistics
+import time
+
+import numpy as np
+
+from . import costmodel, halving, proxies, queue, tasks
+from .errors import INVALID_PARAMETER, ShiftError
+from .scorers import canonical_json
+
+MODES = ("auto", "on", "off")
+# §4.3 "Load-Balancing": readers smaller than this are not split across devices
+PARTITION_THRESHOLD_SAMPLES = 2048
+
+
+class Request:
+    def __init__(self, db, scorer, params, models, test, train, top_k=None, descending=False):
+        self.db = db
+        self.scorer = scorer
+        self.params = params
+        self.models = models
+        self.test = test
+        self.train = train
+        self.top_k = top_k
+        self.descending = descending
+        self.devices = 1
+
+    @property
+    def proxy(self):
+        return self.scorer.proxy
+
+    def cached(self, models, fidelity):
+        rows = self.db.execute(
+            "SELECT model_id, value FROM shift.scores WHERE proxy = $1 AND params = $2 AND test_reader = $3 "
+            "AND train_reader = $4 AND fidelity = $5 AND model_id = ANY($6)",
+            ["text", "jsonb", "text", "text", "bigint", "text[]"],
+            [self.proxy, canonical_json(self.params), self.test["reader_id"], self.train["reader_id"], fidelity,
+             list(models)])
+        return {r["model_id"]: r["value"] for r in rows}
+
+    def present(self, values):
+        return {m: self.scorer.present(v) for m, v in values.items()}
+
+
+def setting(db, name, default, convert=str):
+    raw = db.setting(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return convert(raw)
+    except ValueError:
+        raise ShiftError("setting %s is %r" % (name, raw), INVALID_PARAMETER) from None
+
+
+def run(req):
+    """Proxy accuracies {model: value} of the request: all models, or the top-K survivors."""
+    started = time.monotonic()
+    n = req.train["num_samples"]
+    values = req.cached(req.models, n)
+    missing = [m for m in req.models if m not in values]
+    if not missing:
+        record(req, "cached", None, started)
+        return values
+    mode = setting(req.db, "shift.successive_halving", "auto").lower()
+    if mode not in MODES:
+        raise ShiftError("shift.successive_halving is %r" % mode, INVALID_PARAMETER, hint="use auto, on or off")
+    queue.require_read_committed(req.db)
+    req.devices = queue.require_live_worker(req.db)
+
+    if req.top_k is None or req.top_k >= len(req.models) or mode == "off":
+        dispatch(req, full_pass_tasks(req, missing))
+        record(req, "full", None, started, mode)
+        return req.cached(req.models, n)
+
+    dispatch(req, [t for m in missing for t in inference_tasks(req, m, req.test, req.test["num_samples"])])
+    sched = halving.schedule(len(req.models), n, req.top_k,
+                             budget=setting(req.db, "shift.sh_budget", None, int),
+                             chunk=setting(req.db, "shift.sh_chunk_size", None, int))
+    est = costmodel.estimate(measure(req), req.models, sched)
+    if mode == "on" or (mode == "auto" and est.choice == "successive halving"):
+        values = successive_halving(req, sched)
+        record(req, "successive halving", est, started, mode)
+    else:
+        dispatch(req, full_pass_tasks(req, missing))
+        values = req.cached(req.models, n)
+        record(req, "full", est, started, mode)
+    return values
+
+
+def dispatch(req, planned):
+    if planned:
+        ids = queue.enqueue(req.db, planned, req.models, {req.test["reader_id"], req.train["reader_id"]})
+        queue.wait(req.db, ids)
+
+
+def full_pass_tasks(req, models):
+    """Per model, in order: train inference, test inference, the proxy; a worker keeps the model loaded."""
+    planned = []
+    for m in models:
+        first = len(planned)
+        planned += inference_tasks(req, m, req.train, req.train["num_samples"])
+        if req.test["reader_id"] != req.train["reader_id"]:
+            planned += inference_tasks(req, m, req.test, req.test["num_samples"])
+        deps = list(range(first, len(planned)))
+        planned.append(proxy_task(req, m, req.train["num_samples"], deps))
+    return planned
+
+
+def proxy_task(req, model, fidelity, deps):
+    t, tr = req.test["reader_id"], req.train["reader_id"]
+    return ("proxy", tasks.proxy_key(req.proxy, req.params, model, t, tr, fidelity),
+            tasks.proxy_payload(req.proxy, req.params, model, t, tr, fidelity), deps)
+
+
+def inference_tasks(req, model, reader, upto):
+    """Tasks computing the missing feature blocks of samples [0, upto), split across devices (§4.3)."""
+    rid, size = reader["reader_id"], reader["block_size"]
+    want = set(range(tasks.num_blocks(upto, size)))
+    have = {r["block"] for r in req.db.execute(
+        "SELECT block FROM shift.features WHERE model_id = $1 AND reader_id = $2", ["text", "text"], [model, rid])}
+    lacking = sorted(want - have)
+    if not lacking:
+        return []
+    parts = 1
+    if req.devices > 1 and len(lacking) * size >= PARTITION_THRESHOLD_SAMPLES:
+        parts = min(req.devices, len(lacking))
+    step = -(-len(lacking) // parts)
+    return [("inference", tasks.inference_key(model, rid, chunk), tasks.inference_payload(model, rid, chunk), [])
+            for chunk in (lacking[i:i + step] for i in range(0, len(lacking), step))]
+
+
+def successive_halving(req, sched):
+    """Algorithm 1 of seed 000 §4.1: each round pulls every surviving arm, then keeps the better half."""
+    raw = {}
+
+    def pull(alive, seen):
+        planned = []
+        for m in alive:
+            first = len(planned)
+            planned += inference_tasks(req, m, req.train, seen)
+            planned.append(proxy_task(req, m, seen, list(range(first, len(planned)))))
+        dispatch(req, planned)
+        raw.update(req.cached(alive, seen))
+        return req.present({m: raw[m] for m in alive})
+
+    alive, _ = halving.run(req.models, sched, pull, req.descending)
+    return {m: raw[m] for m in alive}
+
+
+# -- the cost model's inputs, measured ------------------------------------------------
+
+def measure(req):
+    """L_i, I_i (per live device), t_N, t_O, E_Proxy and P, from what workers measured (§4.2)."""
+    db = req.db
+    rows = db.execute(
+        "SELECT c.model_id, avg(c.load_seconds) AS load, avg(c.per_sample_seconds) AS infer FROM shift.costs c "
+        "WHERE c.model_id = ANY($1) AND (c.device IN (SELECT device FROM shift.live_workers) "
+        "OR NOT EXISTS (SELECT 1 FROM shift.costs d JOIN shift.live_workers w USING (device) "
+        "WHERE d.model_id = c.model_id)) GROUP BY c.model_id", ["text[]"], [req.models])
+    load = {r["model_id"]: r["load"] for r in rows}
+    infer = {r["model_id"]: r["infer"] for r in rows}
+    unmeasured = [m for m in req.models if m not in infer]
+    if unmeasured:
+        raise ShiftError("no inference cost is measured for model %s" % unmeasured[0], "XX000",
+                         detail="its test inference should have measured it")
+    read = db.one("SELECT per_sample_seconds AS s FROM shift.reader_costs WHERE reader_id = $1", ["text"],
+                  [req.train["reader_id"]]) or db.one(
+        "SELECT per_sample_seconds AS s FROM shift.reader_costs WHERE reader_id = $1", ["text"],
+        [req.test["reader_id"]])
+    e_proxy, t_o = proxy_costs(req)
+    return costmodel.CostInputs(
+        train_samples=req.train["num_samples"], test_samples=req.test["num_samples"], devices=req.devices,
+        load_seconds=load, infer_seconds=infer, read_seconds=read["s"] if read else 0.0,
+        feature_read_seconds=t_o, proxy_seconds=e_proxy)
+
+
+def proxy_costs(req):
+    """E_Proxy and t_O as workers measured them for this proxy, else measured here on synthetic features."""
+    row = req.db.one("SELECT per_sample_seconds AS e, feature_read_seconds AS o FROM shift.proxy_costs "
+                     "WHERE proxy = $1 AND params = $2", ["text", "jsonb"], [req.proxy, canonical_json(req.params)])
+    if row:
+        return row["e"], row["o"]
+    dims = [r["feature_dim"] for r in req.db.execute(
+        "SELECT feature_dim FROM shift.models WHERE model_id = ANY($1) AND feature_dim IS NOT NULL",
+        ["text[]"], [req.models])]
+    dim = int(statistics.median(dims)) if dims else 512
+    n, o = min(req.train["num_samples"], 1000), req.test["num_samples"]
+    rng = np.random.default_rng(0)
+    classes = max(2, len(req.train["classes"]))
+    train_x, test_x = rng.normal(size=(n, dim)), rng.normal(size=(o, dim))
+    train_y, test_y = np.arange(n) % classes, np.arange(o) % classes
+    started = time.perf_counter()
+    proxies.compute(req.proxy, req.params, train_x, train_y, test_x, test_y)
+    e_proxy = (time.perf_counter() - started) / n
+    started = time.perf_counter()
+    rows = req.db.execute("SELECT num_rows, dim, data FROM shift.features WHERE reader_id = $1 AND model_id = $2",
+                          ["text", "text"], [req.test["reader_id"], req.models[0]])
+    read = sum(np.frombuffer(r["data"], dtype="<f4").size for r in rows)
+    t_o = (time.perf_counter() - started) / max(1, sum(r["num_rows"] for r in rows)) if read else 0.0
+    return e_proxy, t_o
+
+
+def record(req, choice, est, started, mode="auto"):
+    req.db.execute(
+        "INSERT INTO shift.plans (scorer, params, model_ids, test_reader, train_reader, top_k, mode, choice, "
+        "estimate_full, estimate_sh, terms, measured_seconds) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        ["text", "jsonb", "text[]", "text", "text", "integer", "text", "text", "double precision",
+         "double precision", "jsonb", "double precision"],
+        [req.scorer.name, canonical_json(req.params), req.models, req.test["reader_id"], req.train["reader_id"],
+         req.top_k, mode, choice, est.without_sh if est else None, est.with_sh if est else None,
+         json.dumps(est.terms if est else {}), time.monotonic() - started])

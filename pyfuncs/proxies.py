@@ -8,13 +8,19 @@ worker for proxy tasks, or inside PostgreSQL.
 import numpy as np
 
 
-def nn_accuracy(train_x, train_y, test_x, test_y, metric="cosine", block=2048):
-    """1-nearest-neighbour accuracy with cosine dissimilarity or Euclidean (L2) distance.
+def nn_accuracy(train_x, train_y, test_x, test_y, metric="cosine", k=1, block=2048):
+    """k-nearest-neighbour accuracy with cosine dissimilarity or Euclidean (L2) distance.
 
     Seed 000 §3.4: "the nearest neighbor (NN) accuracy for two different distance
-    functions (cosine dissimilarity, and Euclidean, L2 distance)". Ties in distance
-    go to the training sample that comes first, as in scikit-learn's brute force.
-    Test samples are processed in blocks so memory stays O(block x n_train).
+    functions (cosine dissimilarity, and Euclidean, L2 distance)"; seed 002's
+    task-aware kNN strategy with k neighbours. Each test sample gets the class
+    most of its k nearest training samples have.
+
+    Ties: among training samples at the same distance the one that comes first
+    is nearer (scikit-learn's brute force does the same for k = 1); when
+    several classes get the most votes, the smallest class label wins, as in
+    scikit-learn's KNeighborsClassifier with uniform weights. Test samples are
+    processed in blocks so memory stays O(block x n_train).
     """
     train_x = np.asarray(train_x, dtype=np.float64)
     test_x = np.asarray(test_x, dtype=np.float64)
@@ -25,6 +31,10 @@ def nn_accuracy(train_x, train_y, test_x, test_y, metric="cosine", block=2048):
         test_x = _unit_rows(test_x)
     elif metric != "euclidean":
         raise ValueError("unknown nearest-neighbour metric %r" % metric)
+    k = int(k)
+    if not 1 <= k <= len(train_x):
+        raise ValueError("k=%d neighbours asked of %d training samples" % (k, len(train_x)))
+    classes, train_class = np.unique(train_y, return_inverse=True)
     train_sq = np.einsum("ij,ij->i", train_x, train_x)
     correct = 0
     for start in range(0, len(test_x), block):
@@ -34,9 +44,26 @@ def nn_accuracy(train_x, train_y, test_x, test_y, metric="cosine", block=2048):
         else:
             # ||a-b||^2 without the ||a||^2 term, which is constant per test row
             dist = train_sq[None, :] - 2.0 * (part @ train_x.T)
-        nearest = np.argmin(dist, axis=1)
-        correct += int(np.sum(train_y[nearest] == test_y[start:start + block]))
+        if k == 1:
+            predicted = train_y[np.argmin(dist, axis=1)]
+        else:
+            nearest = _k_nearest(dist, k)
+            votes = np.zeros((len(part), len(classes)), dtype=np.int64)
+            np.add.at(votes, (np.arange(len(part))[:, None], train_class[nearest]), 1)
+            predicted = classes[np.argmax(votes, axis=1)]  # argmax: the first, i.e. smallest, of tied classes
+        correct += int(np.sum(predicted == test_y[start:start + block]))
     return correct / len(test_x)
+
+
+def _k_nearest(dist, k):
+    """Indices of the k smallest distances per row; equal distances go to the smaller index."""
+    nearest = np.argpartition(dist, k - 1, axis=1)[:, :k]
+    kth = np.take_along_axis(dist, nearest, axis=1).max(axis=1, keepdims=True)
+    # argpartition picks arbitrarily among samples tied at the k-th distance: redo those rows exactly
+    for row in np.nonzero(np.count_nonzero(dist <= kth, axis=1) > k)[0]:
+        candidates = np.nonzero(dist[row] <= kth[row, 0])[0]
+        nearest[row] = candidates[np.argsort(dist[row, candidates], kind="stable")[:k]]
+    return nearest
 
 
 def _unit_rows(x):
@@ -49,27 +76,30 @@ def linear_accuracy(train_x, train_y, test_x, test_y, lr=0.01, l2=1e-4, batch_si
 
     Seed 000 §3.4: "a linear classifier accuracy trained with stochastic gradient
     descent (SGD) and arbitrary hyper-parameters, such as learning rate, L2
-    regularizer, mini-batch size and number of epochs". Logistic loss, constant
-    learning rate `lr`, L2 strength `l2`; each epoch visits the training samples in
-    a fresh permutation drawn from `seed`, in mini-batches of `batch_size`
-    (scikit-learn's SGDClassifier.partial_fit, one-vs-rest for several classes).
+    regularizer, mini-batch size and number of epochs". The classifier is a softmax
+    (multinomial logistic) layer: scikit-learn's MLPClassifier with no hidden layer,
+    plain SGD (no momentum) at constant learning rate `lr`, L2 strength `l2`
+    (scikit-learn's alpha), mini-batches of `batch_size`, exactly `epochs` passes
+    (no early stop), samples reshuffled every epoch and weights initialised from `seed`.
     """
-    from sklearn.linear_model import SGDClassifier
+    import warnings
 
-    train_x = np.asarray(train_x, dtype=np.float64)
-    test_x = np.asarray(test_x, dtype=np.float64)
-    train_y = np.asarray(train_y)
-    classes = np.unique(np.concatenate([train_y, np.asarray(test_y)]))
-    clf = SGDClassifier(loss="log_loss", alpha=l2, learning_rate="constant", eta0=lr,
-                        shuffle=False, random_state=seed)
-    rng = np.random.default_rng(seed)
-    n = len(train_x)
-    for _ in range(epochs):
-        order = rng.permutation(n)
-        for start in range(0, n, batch_size):
-            idx = order[start:start + batch_size]
-            clf.partial_fit(train_x[idx], train_y[idx], classes=classes)
-    return float(np.mean(clf.predict(test_x) == np.asarray(test_y)))
+    from sklearn.exceptions import ConvergenceWarning
+
+    clf = linear_classifier(lr, l2, batch_size, epochs, seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # a fixed number of epochs is the point
+        clf.fit(np.asarray(train_x, dtype=np.float64), np.asarray(train_y))
+    return float(clf.score(np.asarray(test_x, dtype=np.float64), np.asarray(test_y)))
+
+
+def linear_classifier(lr, l2, batch_size, epochs, seed):
+    from sklearn.neural_network import MLPClassifier
+
+    return MLPClassifier(hidden_layer_sizes=(), solver="sgd", learning_rate="constant", learning_rate_init=lr,
+                         alpha=l2, batch_size=batch_size, max_iter=epochs, momentum=0.0, nesterovs_momentum=False,
+                         shuffle=True, random_state=seed, tol=0.0, n_iter_no_change=epochs + 1,
+                         early_stopping=False)
 
 
 PROXIES = {

@@ -1,10 +1,12 @@
 """SHiFT-QL Q1-Q3 (seed 000 §3.2) end to end: a real cluster, the installed extension, a real worker."""
 
 import json
+import warnings
 
 import numpy as np
 import pytest
-from sklearn.linear_model import SGDClassifier
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.neural_network import MLPClassifier
 from sklearn.neighbors import KNeighborsClassifier
 
 from gpu_daemon.worker import read_features
@@ -73,14 +75,13 @@ def test_proxies_equal_scikit_learn_on_cached_features(db, worker, registered):
                 knn = KNeighborsClassifier(n_neighbors=1, metric=metric, algorithm="brute").fit(train_x, train_y)
                 acc = knn.score(test_x, test_y)
                 assert got == pytest.approx(1 - acc if as_error else acc), (m, metric)
-            clf = SGDClassifier(loss="log_loss", alpha=1e-4, learning_rate="constant", eta0=0.05,
-                                shuffle=False, random_state=0)
-            rng = np.random.default_rng(0)
-            x64, classes = train_x.astype(np.float64), np.unique(np.concatenate([train_y, test_y]))
-            for _ in range(3):
-                order = rng.permutation(len(x64))
-                for s in range(0, len(x64), 32):
-                    clf.partial_fit(x64[order[s:s + 32]], train_y[order[s:s + 32]], classes=classes)
+            clf = MLPClassifier(hidden_layer_sizes=(), solver="sgd", learning_rate="constant",
+                                learning_rate_init=0.05, alpha=1e-4, batch_size=32, max_iter=3, momentum=0.0,
+                                nesterovs_momentum=False, shuffle=True, random_state=0, tol=0.0,
+                                n_iter_no_change=4)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                clf.fit(train_x.astype(np.float64), train_y)
             assert lin[m] == pytest.approx(clf.score(test_x.astype(np.float64), test_y)), m
 
 

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-from sklearn.linear_model import SGDClassifier
 from sklearn.neighbors import KNeighborsClassifier
 
 from pyfuncs import proxies
@@ -39,14 +38,19 @@ def test_nn_rejects_unknown_metric(blobs):
 
 
 def sgd_reference(train_x, train_y, test_x, test_y, lr, l2, batch_size, epochs, seed):
-    clf = SGDClassifier(loss="log_loss", alpha=l2, learning_rate="constant", eta0=lr, shuffle=False,
-                        random_state=seed)
-    rng = np.random.default_rng(seed)
-    for _ in range(epochs):
-        order = rng.permutation(len(train_x))
-        for s in range(0, len(train_x), batch_size):
-            idx = order[s:s + batch_size]
-            clf.partial_fit(train_x[idx], train_y[idx], classes=np.unique(np.concatenate([train_y, test_y])))
+    """Softmax regression by mini-batch SGD, straight from scikit-learn."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+
+    clf = MLPClassifier(hidden_layer_sizes=(), solver="sgd", learning_rate="constant", learning_rate_init=lr,
+                        alpha=l2, batch_size=batch_size, max_iter=epochs, momentum=0.0, nesterovs_momentum=False,
+                        shuffle=True, random_state=seed, tol=0.0, n_iter_no_change=epochs + 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(train_x, train_y)
+    assert clf.n_iter_ == epochs and clf.coefs_[0].shape == (train_x.shape[1], len(np.unique(train_y)))
     return clf.score(test_x, test_y)
 
 
@@ -60,6 +64,7 @@ def hard():
 
 
 CONFIGS = [dict(lr=0.05, l2=1e-3, batch_size=16, epochs=4, seed=7),
+           dict(lr=0.05, l2=1e-3, batch_size=200, epochs=4, seed=7),  # only the mini-batch size differs
            dict(lr=0.5, l2=1e-4, batch_size=64, epochs=1, seed=1),
            dict(lr=0.01, l2=0.1, batch_size=8, epochs=2, seed=3)]
 

@@ -221,3 +221,43 @@ def record(req, choice, est, started, mode="auto"):
         [req.scorer.name, canonical_json(req.params), req.models, req.test["reader_id"], req.train["reader_id"],
          req.top_k, mode, choice, est.without_sh if est else None, est.with_sh if est else None,
          json.dumps(est.terms if est else {}), time.monotonic() - started])
+
+
+def describe(req):
+    """What the planner would do for this request, without running it: for shift.explain.
+
+    Returns the plan it would choose with both estimates and their terms where the
+    costs of every model are measured, and the last recorded run of the same request
+    with its measured time beside the estimates it had.
+    """
+    n = req.train["num_samples"]
+    cached = req.cached(req.models, n)
+    out = {"models": len(req.models), "cached": len(cached), "top_k": req.top_k,
+           "mode": setting(req.db, "shift.successive_halving", "auto")}
+    if len(cached) == len(req.models):
+        out["choice"] = "cached"
+    elif req.top_k is None or req.top_k >= len(req.models) or out["mode"] == "off":
+        out["choice"] = "full"
+    else:
+        req.devices = max(1, req.db.one("SELECT count(*) AS n FROM shift.live_workers")["n"])
+        sched = halving.schedule(len(req.models), n, req.top_k,
+                                 budget=setting(req.db, "shift.sh_budget", None, int),
+                                 chunk=setting(req.db, "shift.sh_chunk_size", None, int))
+        try:
+            est = costmodel.estimate(measure(req), req.models, sched)
+        except ShiftError as e:
+            out["choice"] = "decided after the test inference measures every model"
+            out["why"] = e.message
+        else:
+            out.update(estimate_full=est.without_sh, estimate_sh=est.with_sh, terms=est.terms,
+                       choice="successive halving" if out["mode"] == "on" else est.choice)
+    last = req.db.one(
+        "SELECT choice, estimate_full, estimate_sh, measured_seconds, created_at::text AS at FROM shift.plans "
+        "WHERE scorer = $1 AND params = $2 AND model_ids = $3 AND test_reader = $4 AND train_reader = $5 "
+        "AND top_k IS NOT DISTINCT FROM $6 AND choice <> 'cached' ORDER BY plan_id DESC LIMIT 1",
+        ["text", "jsonb", "text[]", "text", "text", "integer"],
+        [req.scorer.name, canonical_json(req.params), req.models, req.test["reader_id"], req.train["reader_id"],
+         req.top_k])
+    if last:
+        out["last_run"] = dict(last)
+    return out

@@ -175,3 +175,30 @@ def test_the_shift_command_runs_and_translates_queries(wdb, two_workers, cluster
 
     res = _shift(cluster, "dsn")
     assert res.returncode == 0 and "port=%d" % cluster.port in res.stdout
+
+
+def test_identical_work_from_concurrent_queries_runs_once(wdb, two_workers):
+    import threading
+
+    with wdb.connect() as conn:
+        conn.execute("DELETE FROM shift.scores; DELETE FROM shift.features; DELETE FROM shift.tasks")
+    results, pids = {}, {}
+
+    def ask(name):
+        with wdb.connect() as c:
+            pids[name] = c.info.backend_pid
+            results[name] = c.execute("SELECT model_id, score FROM shift.score('EuclideanNN', '{}', %s, "
+                                      "'WTest', 'WTrain') ORDER BY model_id", (wdb.models,)).fetchall()
+
+    threads = [threading.Thread(target=ask, args=(n,)) for n in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert results["a"] == results["b"] and len(results["a"]) == 2
+    with wdb.connect() as conn:
+        tasks = conn.execute("SELECT key, attempts, waiters FROM shift.tasks").fetchall()
+        assert len(tasks) == len({k for k, _, _ in tasks}) == 6  # one row per piece of work
+        assert all(a == 1 for _, a, _ in tasks)
+        # at least one piece of work was asked for by both queries and done once for them
+        assert any(set(w) == set(pids.values()) for _, _, w in tasks)

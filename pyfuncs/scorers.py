@@ -1,19 +1,38 @@
-"""The scorer registry: every ScoringAlgorithm SHiFT-QL can ORDER BY.
+"""The scorer registry: every ScoringAlgorithm and DataSimMetric SHiFT-QL can ORDER BY.
 
 Seed 000 §3.1 "Supporting New Search Strategies": a new strategy is a new
-registry entry (name, parameters, direction), never a parser change.
+registry entry (name, parameters, direction), never a parser change. The
+SHiFT-QL translator reads this registry: a name in ORDER BY that is registered
+here ranks rows by it, with the readers its kind asks for.
 
-A scorer names a cached *proxy* computation (the value stored in shift.scores
-is always an accuracy in [0, 1]) and how the query sees it: as the test error
-1 - accuracy (the "loss" of seed 000 Alg. 1, so `ORDER BY CosineNN ASC` picks
-the best model, as Q2/Q3 of §3.2 are written) or as the accuracy itself
-(`ORDER BY LinearAccuracy DESC`).
+Kinds of entry:
+
+- 'proxy' ranks models by a cached *proxy* computation of pyfuncs.proxies on
+  (test reader, train reader): `ORDER BY Linear(lr=0.1) TESTED ON r TRAINED ON r`.
+  The value stored in shift.scores is always an accuracy in [0, 1]; the query
+  sees it as the test error 1 - accuracy (the "loss" of seed 000 Alg. 1, so
+  `ORDER BY CosineNN ASC` picks the best model, as Q2/Q3 of §3.2 are written)
+  or as the accuracy itself (`ORDER BY LinearAccuracy DESC`).
+- 'finetune' ranks models by fine-tuning them (seed 002, the ground truth):
+  task-aware with TESTED ON / TRAINED ON, or meta-learned without them, from
+  the recorded benchmark results on the readers in scope (Q5 of seed 000 §3.2).
+- 'datasim' ranks data readers by the distance between their embedding and a
+  target reader's (seed 000 §3.1 DataSimMetric): `ORDER BY Task2Vec TESTED
+  AGAINST r`; `proxy` names the embedding, the fixed parameter `distance` the
+  pgvector distance (lower is more similar).
 """
 
 import json
 from dataclasses import dataclass, field
 
 from .errors import INVALID_PARAMETER, ShiftError, unknown
+
+FEATURE_NOT_SUPPORTED = "0A000"
+WRONG_OBJECT_TYPE = "42809"
+KINDS = ("proxy", "finetune", "datasim")
+# reader embeddings a DataSimMetric may compare: the column of shift.readers that holds each
+EMBEDDINGS = {"task2vec": "task2vec"}
+DISTANCES = {"cosine": "<=>", "euclidean": "<->"}  # pgvector's operators
 
 
 @dataclass(frozen=True)
@@ -46,15 +65,30 @@ class Param:
 @dataclass(frozen=True)
 class Scorer:
     name: str
-    proxy: str                      # cached computation in pyfuncs.proxies
-    transform: str                  # 'error' (1 - accuracy) or 'accuracy'
+    proxy: str                      # cached computation: a pyfuncs.proxies entry, 'finetune', or an embedding
+    transform: str                  # 'error' (1 - accuracy), 'accuracy', or 'distance'
     params: tuple = ()
     fixed: dict = field(default_factory=dict)
     description: str = ""
+    kind: str = "proxy"             # 'proxy', 'finetune' or 'datasim' (see the module docstring)
 
     @property
     def higher_is_better(self):
         return self.transform == "accuracy"
+
+    @property
+    def ranks(self):
+        """What the entry orders: 'models' or 'readers'."""
+        return "readers" if self.kind == "datasim" else "models"
+
+    @property
+    def reader_clauses(self):
+        """The reader clauses a query may give it, each a tuple of clause keys (the first is the usual one)."""
+        if self.kind == "datasim":
+            return (("tested_against",),)
+        if self.kind == "finetune":
+            return (("tested_on", "trained_on"), ())
+        return (("tested_on", "trained_on"),)
 
     def resolve(self, given):
         """Complete, checked proxy parameters: defaults filled, fixed ones added."""
@@ -87,29 +121,66 @@ _LINEAR_PARAMS = (
     Param("seed", int, 0, minimum=0, maximum=2**31 - 1, description="seed of the mini-batch order"),
 )
 
+_KNN_PARAMS = (
+    Param("k", int, 5, minimum=1, maximum=10000, description="number of nearest training samples that vote"),
+    Param("metric", str, "cosine", choices=("cosine", "euclidean"),
+          description="cosine dissimilarity or Euclidean (L2) distance"),
+)
+
+_FINETUNE_PARAMS = (
+    Param("lr", float, 0.01, minimum=1e-8, maximum=10.0, description="learning rate of the whole network"),
+    Param("epochs", int, 10, minimum=1, maximum=10000, description="passes over the training reader"),
+    Param("batch_size", int, 64, minimum=1, maximum=1 << 20, description="mini-batch size"),
+)
+
 _ENTRIES = []
 for _metric, _label in (("cosine", "Cosine"), ("euclidean", "Euclidean")):
+    # k=1 is written out so that KNN(k=1, metric=...) shares these cached values
     _ENTRIES += [
-        Scorer(_label + "NN", "nn", "error", fixed={"metric": _metric},
+        Scorer(_label + "NN", "nn", "error", fixed={"metric": _metric, "k": 1},
                description="1-nearest-neighbour test error, %s distance (seed 000 §3.4)" % _metric),
-        Scorer(_label + "NNAccuracy", "nn", "accuracy", fixed={"metric": _metric},
+        Scorer(_label + "NNAccuracy", "nn", "accuracy", fixed={"metric": _metric, "k": 1},
                description="1-nearest-neighbour test accuracy, %s distance (seed 000 §3.4)" % _metric),
     ]
 _ENTRIES += [
+    Scorer("KNN", "nn", "error", params=_KNN_PARAMS,
+           description="k-nearest-neighbour test error, majority vote (seed 002 task-aware kNN)"),
+    Scorer("KNNAccuracy", "nn", "accuracy", params=_KNN_PARAMS,
+           description="k-nearest-neighbour test accuracy, majority vote (seed 002 task-aware kNN)"),
     Scorer("Linear", "linear", "error", params=_LINEAR_PARAMS,
            description="test error of a linear classifier trained with SGD on frozen features (seed 000 §3.4)"),
     Scorer("LinearAccuracy", "linear", "accuracy", params=_LINEAR_PARAMS,
            description="test accuracy of a linear classifier trained with SGD on frozen features (seed 000 §3.4)"),
+    Scorer("FineTune", "finetune", "error", params=_FINETUNE_PARAMS, kind="finetune",
+           description="test error after fine-tuning the whole model; without readers, the recorded "
+                       "benchmark results on the readers in scope (seed 000 §3.2 Q5)"),
+    Scorer("FineTuneAccuracy", "finetune", "accuracy", params=_FINETUNE_PARAMS, kind="finetune",
+           description="test accuracy after fine-tuning the whole model (seed 000 §3.2 Q5)"),
+    Scorer("Task2Vec", "task2vec", "distance", fixed={"distance": "cosine"}, kind="datasim",
+           description="cosine distance between the Task2Vec embeddings of a reader and the target reader "
+                       "(seed 000 §3.1 DataSimMetric, §3.4 DataSim task)"),
 ]
 
 REGISTRY = {s.name.lower(): s for s in _ENTRIES}
 
 
 def register(scorer):
-    """Add a scoring algorithm; its proxy must exist in pyfuncs.proxies."""
+    """Add a scoring algorithm or a DataSimMetric (seed 000 §3.1 "Supporting New Search Strategies").
+
+    A proxy's computation must exist in pyfuncs.proxies; a DataSimMetric compares
+    a known reader embedding with a pgvector distance.
+    """
     from . import proxies
-    if scorer.proxy not in proxies.PROXIES:
+    if scorer.kind not in KINDS:
+        raise ValueError("unknown scorer kind %r; use one of %s" % (scorer.kind, ", ".join(KINDS)))
+    if scorer.kind == "proxy" and scorer.proxy not in proxies.PROXIES:
         raise ValueError("unknown proxy %r" % scorer.proxy)
+    if scorer.kind == "datasim" and (scorer.proxy not in EMBEDDINGS
+                                     or scorer.fixed.get("distance") not in DISTANCES):
+        raise ValueError("a DataSimMetric compares one of the embeddings %s with a distance %s"
+                         % (", ".join(EMBEDDINGS), ", ".join(DISTANCES)))
+    if scorer.transform not in ("error", "accuracy", "distance"):
+        raise ValueError("unknown transform %r" % scorer.transform)
     REGISTRY[scorer.name.lower()] = scorer
 
 
@@ -118,6 +189,36 @@ def get(name):
         return REGISTRY[name.lower()]
     except KeyError:
         raise unknown("scorer", name, [s.name for s in REGISTRY.values()]) from None
+
+
+def get_model_scorer(name):
+    """A scorer that ranks models and runs in this version; 42704, 42809 or 0A000 otherwise."""
+    scorer = get(name)
+    if scorer.ranks != "models":
+        raise ShiftError("%s ranks data readers, not models" % scorer.name, WRONG_OBJECT_TYPE,
+                         hint="use it in a query over DataReaders: ORDER BY %s LIMIT k TESTED AGAINST reader, "
+                              "or call shift.dataset_similarity" % scorer.name)
+    if scorer.kind == "finetune":
+        raise not_supported_yet(scorer)
+    return scorer
+
+
+def get_datasim_metric(name):
+    """A DataSimMetric; 42704 or 42809 otherwise."""
+    metric = get(name)
+    if metric.kind != "datasim":
+        raise ShiftError("%s ranks models, not data readers" % metric.name, WRONG_OBJECT_TYPE,
+                         hint="dataset similarity metrics: %s"
+                              % ", ".join(s.name for s in REGISTRY.values() if s.kind == "datasim"))
+    return metric
+
+
+def not_supported_yet(scorer):
+    """The 0A000 error of a registered strategy whose computation this version does not run."""
+    return ShiftError("scorer %s needs fine-tuning, which this version of shift does not run yet" % scorer.name,
+                      FEATURE_NOT_SUPPORTED,
+                      hint="rank by a proxy of fine-tuned accuracy instead, e.g. ORDER BY Linear(lr=0.1) "
+                           "TESTED ON test_reader TRAINED ON train_reader")
 
 
 def canonical_json(params):

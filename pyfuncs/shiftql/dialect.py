@@ -6,10 +6,22 @@ A SHiFT-QL query is PostgreSQL's SELECT plus what seed 000 adds to it:
   bare (`CosineNN`) or with keyword parameters (`Linear(lr=0.1)`), followed by
   `TESTED ON reader TRAINED ON reader`; the part from ORDER BY on may be wrapped
   in `<SHIFT> ... </SHIFT>` tags, which mean nothing more;
-- named queries (§3.2): `Q1 := SELECT ...;` in a script, or `(SELECT ...) Q1`
+- named queries (§3.2): `Q1 := SELECT ...` in a script (the `;` after it may be
+  left out, as §3.2 lays Q4 out after Q1), or `(SELECT ...) Q1`
   inside a query (the hybrid example of §3.1), used later as `Q1 UNION ...`
   and `ModelId NOT IN Q1`;
-- `==` as a spelling of `=` (§3.2 writes `Input == 'Vision'`).
+- `==` as a spelling of `=` (§3.2 writes `Input == 'Vision'`);
+- numbers with a magnitude suffix, `10M` or `1.5K` (K, M, G or B, T: powers of
+  a thousand), as users write model sizes;
+- dataset similarity views (§3.1): a SELECT over DataReaders ordered by a
+  DataSimMetric, followed by `TESTED AGAINST reader` (Q5 of §3.2 writes
+  `TESTED ON reader` there, which means the same);
+- `CREATE SCORING VIEW name [AS] query`, `CREATE DATASET SIMILARITY VIEW name
+  [AS] query` and `DROP SCORING VIEW name` / `DROP DATASET SIMILARITY VIEW name`
+  (§3.1), which persist a view in the database;
+- a query named where it is used inside a condition, `x IN (SELECT ...) Q6`
+  (Q5 of §3.2), and `WITH name AS (query), ... query`, which names queries as
+  `name := query;` does.
 
 In SHiFT-QL the ORDER BY and LIMIT written after the last SELECT of a UNION
 belong to that SELECT, not to the UNION: Q4 of §3.2 ranks only its second
@@ -18,15 +30,18 @@ block by `Linear(lr=0.1)`.
 The dialect only parses (and prints SHiFT-QL back); what a query means is
 decided by translate.py. New syntax is a new node below, a parser method and a
 generator entry. sqlglot's token types are a closed enumeration, so the words
-SHiFT-QL adds (TESTED, TRAINED, SHIFT) stay ordinary words that the parser
-recognises by their text, as sqlglot's own dialects do with non-reserved
-keywords.
+SHiFT-QL adds (TESTED, TRAINED, AGAINST, SCORING, DATASET, SIMILARITY, SHIFT)
+stay ordinary words that the parser recognises by their text, as sqlglot's own
+dialects do with non-reserved keywords.
 """
+
+import re
+from decimal import Decimal, InvalidOperation
 
 from sqlglot import exp
 from sqlglot.dialects.postgres import Postgres
 from sqlglot.errors import ErrorLevel, ParseError, TokenError
-from sqlglot.tokens import TokenType
+from sqlglot.tokens import Token, TokenType
 
 # --------------------------------------------------------------------------
 # Nodes SHiFT-QL adds to the syntax tree
@@ -34,13 +49,14 @@ from sqlglot.tokens import TokenType
 
 
 class ScoringClause(exp.Expression):
-    """`TESTED ON r TRAINED ON r` of a proxy scoring view (seed 000 §3.1).
+    """`TESTED ON r TRAINED ON r` of a proxy scoring view, `TESTED AGAINST r` of a
+    dataset similarity view (seed 000 §3.1).
 
     Attached to its SELECT as the arg ``scoring``; each reader is an
     Identifier or a string Literal, as the user wrote it.
     """
 
-    arg_types = {"tested_on": False, "trained_on": False}
+    arg_types = {"tested_on": False, "trained_on": False, "tested_against": False}
 
 
 class NamedQuery(exp.Expression):
@@ -50,9 +66,34 @@ class NamedQuery(exp.Expression):
 
 
 class QueryRef(exp.Expression):
-    """A named query used by name: `Q1 UNION ...` or `ModelId NOT IN Q1` (seed 000 §3.2 Q4)."""
+    """A named query or a persisted view used by name: `Q1 UNION ...`, `ModelId NOT IN Q1` (seed 000 §3.2 Q4).
 
-    arg_types = {"this": True}
+    ``schema`` is set when the name is written `schema.view`.
+    """
+
+    arg_types = {"this": True, "schema": False}
+
+
+class WithQuery(exp.Expression):
+    """`WITH name AS (query), ... query`: the named queries, then the query that reads them."""
+
+    arg_types = {"this": True, "expressions": True}
+
+
+class CreateView(exp.Expression):
+    """`CREATE [OR REPLACE] SCORING VIEW name [AS] query` or `CREATE DATASET SIMILARITY VIEW ...` (§3.1).
+
+    ``this`` is a Table (name, optional schema), ``kind`` is 'scoring' or
+    'dataset similarity'; meta["text"] keeps the statement as the user wrote it.
+    """
+
+    arg_types = {"this": True, "kind": True, "expression": True, "replace": False}
+
+
+class DropView(exp.Expression):
+    """`DROP SCORING VIEW [IF EXISTS] name [CASCADE]` or `DROP DATASET SIMILARITY VIEW ...`."""
+
+    arg_types = {"this": True, "kind": True, "exists": False, "cascade": False}
 
 
 class Script(exp.Expression):
@@ -78,6 +119,13 @@ class SyntaxProblem(ParseError):
 
 
 _SCORING_WORDS = ("TESTED", "TRAINED")
+_SCORING_KEYS = {("TESTED", "ON"): "tested_on", ("TRAINED", "ON"): "trained_on",
+                 ("TESTED", "AGAINST"): "tested_against"}
+# the words between CREATE / DROP and VIEW that name a kind of SHiFT-QL view (seed 000 §3.1)
+VIEW_KINDS = {("SCORING",): "scoring", ("DATASET", "SIMILARITY"): "dataset similarity"}
+# K, M, G or B, T after a number, as in `NumParams < 10M` (powers of a thousand)
+NUMBER_SUFFIXES = {"K": 3, "M": 6, "G": 9, "B": 9, "T": 12}
+_CLOSING_TAGS = re.compile(r"(?:\s*</SHIFT>)*", re.I)
 # tokens that may name a query; keywords may not, so `(...) Q1 UNION` stays readable
 _NAME_TOKENS = (TokenType.VAR, TokenType.IDENTIFIER)
 
@@ -112,6 +160,27 @@ def _drop_shift_tags(tokens):
         i += 1
     if is_open is not None:
         raise SyntaxProblem("<SHIFT> is not closed by </SHIFT>", is_open.start, is_open.start + 6)
+    return out
+
+
+def _merge_number_suffixes(tokens):
+    """`10M` and `1.5K` as one number token (10000000, 1500); `10 M` stays a number and a word."""
+    out = []
+    for tok in tokens:
+        before = out[-1] if out else None
+        if (before is not None and before.token_type == TokenType.NUMBER and tok.token_type == TokenType.VAR
+                and tok.text.upper() in NUMBER_SUFFIXES and before.end + 1 == tok.start):
+            try:
+                value = Decimal(before.text).scaleb(NUMBER_SUFFIXES[tok.text.upper()])
+                if not value.is_finite() or value.adjusted() > 30:
+                    raise InvalidOperation
+            except ArithmeticError:
+                raise SyntaxProblem("a number below 1e30", before.start, tok.end) from None
+            text = str(int(value)) if value == value.to_integral_value() else format(value.normalize(), "f")
+            out[-1] = Token(TokenType.NUMBER, text, before.line, before.col, before.start, tok.end,
+                            before.comments)
+            continue
+        out.append(tok)
     return out
 
 
@@ -151,7 +220,7 @@ class ShiftQL(Postgres):
                 tokens = super().tokenize(sql)
             except TokenError as error:
                 raise _tokenize_problem(self._core, sql, error) from error
-            return _drop_shift_tags(tokens)
+            return _merge_number_suffixes(_drop_shift_tags(tokens))
 
     class Parser(Postgres.Parser):
         # Q4 of §3.2: ORDER BY / LIMIT after the last SELECT of a UNION are that SELECT's own
@@ -179,19 +248,42 @@ class ShiftQL(Postgres):
                 raise error
             self.errors.append(error)
 
-        # -- statements: `Name := query` or a query
+        # -- statements: `Name := query`, CREATE / DROP ... VIEW, or a query
 
         def _parse_statement(self):
             if not self._curr:
                 return None
-            if self._curr.token_type in _NAME_TOKENS and self._next \
-                    and self._next.token_type == TokenType.COLON_EQ:
-                return self._parse_query_definition()
-            if self._curr.token_type in (TokenType.SELECT, TokenType.L_PAREN, *_NAME_TOKENS):
+            first = self._curr
+            statement = self._parse_shift_statement()
+            if statement is not None and self._prev is not None:
+                end = self._prev.end + 1
+                closing = _CLOSING_TAGS.match(self.sql, end)  # tags are not tokens, but part of the text
+                statement.meta["text"] = self.sql[first.start:closing.end() if closing.group(0) else end]
+            return statement
+
+        def _at_definition(self):
+            return bool(self._curr and self._next and self._curr.token_type in _NAME_TOKENS
+                        and self._next.token_type == TokenType.COLON_EQ)
+
+        def _parse_shift_statement(self):
+            if self._at_definition():
+                # §3.2 lays definitions out one after another without a ';' (Q4 after Q1): a name
+                # followed by := cannot go on the query before it, so it starts the next definition
+                definitions = [self._parse_query_definition()]
+                while self._at_definition():
+                    definitions.append(self._parse_query_definition())
+                return definitions[0] if len(definitions) == 1 else Script(expressions=definitions)
+            if self._curr.token_type == TokenType.CREATE and self._view_kind_at(1, replace=True):
+                return self._parse_create_view()
+            if self._curr.token_type == TokenType.DROP and self._view_kind_at(1):
+                return self._parse_drop_view()
+            if self._curr.token_type in (TokenType.SELECT, TokenType.L_PAREN, TokenType.WITH, *_NAME_TOKENS):
                 return self._parse_shift_query()
-            if self._curr.token_type in self.STATEMENT_PARSERS or self._curr.token_type == TokenType.WITH:
-                return super()._parse_statement()
-            self.raise_error("expected a query: SELECT ..., (query) Name, or Name := query")
+            if self._curr.token_type in (TokenType.CREATE, TokenType.DROP):
+                self.raise_error("expected SCORING VIEW or DATASET SIMILARITY VIEW after %s"
+                                 % self._curr.text.upper(), self._next or self._curr)
+            self.raise_error("expected a query: SELECT ..., (query) Name, Name := query, "
+                             "or CREATE SCORING VIEW name AS query")
 
         def _parse_query_definition(self):
             name = self._parse_query_name()
@@ -209,9 +301,59 @@ class ShiftQL(Postgres):
             self._advance()
             return self.expression(exp.Identifier(this=self._prev.text, quoted=False), token=self._prev)
 
+        # -- CREATE [OR REPLACE] SCORING VIEW / DATASET SIMILARITY VIEW, DROP ... VIEW (§3.1)
+
+        def _view_kind_at(self, offset, replace=False):
+            """The view kind whose words start `offset` tokens ahead (after OR REPLACE if allowed), or None."""
+            i = self._index + offset
+            if replace and i + 1 < len(self._tokens) and self._tokens[i].token_type == TokenType.OR \
+                    and self._tokens[i + 1].text.upper() == "REPLACE":
+                i += 2
+            for words, kind in VIEW_KINDS.items():
+                ahead = self._tokens[i:i + len(words) + 1]
+                if len(ahead) == len(words) + 1 and ahead[-1].token_type == TokenType.VIEW and all(
+                        t.token_type == TokenType.VAR and t.text.upper() == w for t, w in zip(ahead, words)):
+                    return kind, i + len(words) + 1
+            return None
+
+        def _parse_create_view(self):
+            kind, after = self._view_kind_at(1, replace=True)
+            replace = self._tokens[self._index + 1].token_type == TokenType.OR
+            self._advance(after - self._index)
+            name = self._parse_view_name()
+            self._match(TokenType.ALIAS)
+            query = self._parse_shift_query()
+            if query is None:
+                self.raise_error("expected the query of view %s" % name.name)
+            return self.expression(CreateView(this=name, kind=kind, expression=query, replace=replace))
+
+        def _parse_drop_view(self):
+            kind, after = self._view_kind_at(1)
+            self._advance(after - self._index)
+            exists = self._match_text_seq("IF", "EXISTS")
+            name = self._parse_view_name()
+            cascade = self._match_text_seq("CASCADE")
+            if not cascade:
+                self._match_text_seq("RESTRICT")
+            return self.expression(DropView(this=name, kind=kind, exists=exists, cascade=cascade))
+
+        def _parse_view_name(self):
+            """`name` or `schema.name`, as a Table."""
+            parts = []
+            while True:
+                if not self._curr or self._curr.token_type not in _NAME_TOKENS:
+                    self.raise_error("expected a view name")
+                    return None
+                parts.append(self._parse_query_name())
+                if len(parts) == 2 or not self._match(TokenType.DOT):
+                    break
+            return exp.Table(this=parts[-1], db=parts[0] if len(parts) == 2 else None)
+
         # -- queries: operands joined by UNION / EXCEPT / INTERSECT (INTERSECT binds tighter)
 
         def _parse_shift_query(self):
+            if self._match(TokenType.WITH):
+                return self._parse_with_query()
             this = self._parse_shift_intersection()
             while this is not None and self._match_set((TokenType.UNION, TokenType.EXCEPT)):
                 op = exp.Union if self._prev.token_type == TokenType.UNION else exp.Except
@@ -222,6 +364,36 @@ class ShiftQL(Postgres):
                     self.raise_error("expected a query after %s" % word)
                 this = self.expression(op(this=this, expression=right, distinct=distinct))
             return this
+
+        def _parse_with_query(self):
+            """`WITH name AS (query), ... query`: each name is a named query (seed 000 §3.2)."""
+            if self._match(TokenType.RECURSIVE):
+                self.raise_error("WITH RECURSIVE is not supported in SHiFT-QL", self._prev)
+            definitions = []
+            while True:
+                name = self._parse_query_name()
+                if name is None:
+                    self.raise_error("expected a query name after WITH")
+                    return None
+                if self._curr and self._curr.token_type == TokenType.L_PAREN:
+                    self.raise_error("column names after a WITH query name are not supported")
+                if not self._match(TokenType.ALIAS):
+                    self.raise_error("expected AS after %s" % name.name)
+                self._match_text_seq("NOT")
+                self._match_text_seq("MATERIALIZED")
+                if not self._match(TokenType.L_PAREN):
+                    self.raise_error("expected ( after AS")
+                query = self._parse_shift_query()
+                if query is None:
+                    self.raise_error("expected a query after (")
+                self._match_r_paren()
+                definitions.append(self.expression(NamedQuery(this=name, expression=query)))
+                if not self._match(TokenType.COMMA):
+                    break
+            body = self._parse_shift_query()
+            if body is None:
+                self.raise_error("expected the query that reads the WITH queries")
+            return self.expression(WithQuery(this=body, expressions=definitions))
 
         def _parse_shift_intersection(self):
             this = self._parse_shift_operand()
@@ -257,16 +429,23 @@ class ShiftQL(Postgres):
                 return self._parse_select(parse_set_operation=False)
             name = self._parse_query_name()
             if name is not None:
+                if self._match(TokenType.DOT):  # a view in a schema: analytics.best
+                    table = self._parse_query_name()
+                    if table is None:
+                        self.raise_error("expected a view name after %s." % name.name)
+                    return self.expression(QueryRef(this=table, schema=name))
                 return self.expression(QueryRef(this=name))
             return None
 
-        # -- proxy scoring views: TESTED ON r TRAINED ON r after ORDER BY / LIMIT
+        # -- scoring clauses: TESTED ON r TRAINED ON r, TESTED AGAINST r, after ORDER BY / LIMIT
+
+        def _scoring_key(self):
+            if not (self._curr and self._next) or self._curr.token_type in (TokenType.STRING, TokenType.IDENTIFIER):
+                return None
+            return _SCORING_KEYS.get((self._curr.text.upper(), self._next.text.upper()))
 
         def _at_scoring_clause(self):
-            return bool(self._curr and self._next
-                    and self._curr.token_type not in (TokenType.STRING, TokenType.IDENTIFIER)
-                    and self._curr.text.upper() in _SCORING_WORDS
-                    and self._next.token_type == TokenType.ON)
+            return self._scoring_key() is not None
 
         def _parse_query_modifiers(self, this):
             this = super()._parse_query_modifiers(this)
@@ -278,14 +457,15 @@ class ShiftQL(Postgres):
         def _parse_scoring_clause(self):
             clause = ScoringClause()
             while self._at_scoring_clause():
+                key = self._scoring_key()
                 word = self._curr
-                key = "tested_on" if word.text.upper() == "TESTED" else "trained_on"
+                words = "%s %s" % (word.text.upper(), self._next.text.upper())
                 self._advance(2)
                 if clause.args.get(key):
-                    self.raise_error("%s ON is written twice" % word.text.upper(), word)
+                    self.raise_error("%s is written twice" % words, word)
                 reader = self._parse_reader_name()
                 if reader is None:
-                    self.raise_error("expected a reader name after %s ON" % word.text.upper())
+                    self.raise_error("expected a reader name after %s" % words)
                 clause.set(key, reader)
             return self.expression(clause)
 
@@ -302,13 +482,25 @@ class ShiftQL(Postgres):
                 return None
             return super()._parse_table_alias(alias_tokens)
 
-        # -- `ModelId NOT IN Q1` (§3.2 Q4)
+        # -- `ModelId NOT IN Q1` (§3.2 Q4), `ReaderId IN (SELECT ...) Q6` (§3.2 Q5)
 
         def _parse_in(self, this, alias=False):
             if self._curr and self._curr.token_type in _NAME_TOKENS:
                 name = self._parse_query_name()
-                return self.expression(exp.In(this=this, field=self.expression(QueryRef(this=name))))
-            return super()._parse_in(this, alias)
+                schema = None
+                if self._match(TokenType.DOT):
+                    schema, name = name, self._parse_query_name()
+                    if name is None:
+                        self.raise_error("expected a view name after %s." % schema.name)
+                return self.expression(exp.In(this=this, field=self.expression(QueryRef(this=name, schema=schema))))
+            in_ = super()._parse_in(this, alias)
+            query = in_.args.get("query")
+            if query is not None and self._curr and self._curr.token_type in _NAME_TOKENS \
+                    and not self._at_scoring_clause():
+                name = self._parse_query_name()
+                in_.set("query", None)
+                in_.set("field", self.expression(NamedQuery(this=name, expression=query.this, inline=True)))
+            return in_
 
         # -- remember NULLS FIRST / LAST written by the user, which sqlglot does not keep
 
@@ -327,13 +519,28 @@ class ShiftQL(Postgres):
             **Postgres.Generator.TRANSFORMS,
             ScoringClause: lambda self, e: self.scoringclause_sql(e),
             NamedQuery: lambda self, e: self.namedquery_sql(e),
-            QueryRef: lambda self, e: self.sql(e, "this"),
+            QueryRef: lambda self, e: self.queryref_sql(e),
+            WithQuery: lambda self, e: "WITH %s %s" % (", ".join(
+                "%s AS (%s)" % (self.sql(d, "this"), self.sql(d, "expression")) for d in e.expressions),
+                self.sql(e, "this")),
+            CreateView: lambda self, e: "CREATE %sVIEW %s AS %s" % (
+                "OR REPLACE " * bool(e.args.get("replace")) + e.args["kind"].upper() + " ",
+                self.sql(e, "this"), self.sql(e, "expression")),
+            DropView: lambda self, e: "DROP %s VIEW %s%s%s" % (
+                e.args["kind"].upper(), "IF EXISTS " * bool(e.args.get("exists")), self.sql(e, "this"),
+                " CASCADE" * bool(e.args.get("cascade"))),
             Script: lambda self, e: ";\n".join(self.sql(s) for s in e.expressions),
         }
 
+        def queryref_sql(self, expression):
+            schema = expression.args.get("schema")
+            return ("%s.%s" % (self.sql(schema), self.sql(expression, "this")) if schema is not None
+                    else self.sql(expression, "this"))
+
         def scoringclause_sql(self, expression):
             parts = []
-            for key, words in (("tested_on", "TESTED ON"), ("trained_on", "TRAINED ON")):
+            for key, words in (("tested_on", "TESTED ON"), ("trained_on", "TRAINED ON"),
+                               ("tested_against", "TESTED AGAINST")):
                 reader = expression.args.get(key)
                 if reader is not None:
                     parts.append("%s %s" % (words, self.sql(reader)))
@@ -356,7 +563,10 @@ def parse_script(text):
     """The Script of a SHiFT-QL text; raises SyntaxProblem (or another sqlglot error) if it is not one."""
     dialect = ShiftQL()
     statements = dialect.parser(error_level=ErrorLevel.IMMEDIATE).parse(dialect.tokenize(text), text)
-    return Script(expressions=[s for s in statements if s is not None])
+    flat = []
+    for statement in statements:
+        flat += statement.expressions if isinstance(statement, Script) else [statement]
+    return Script(expressions=[s for s in flat if s is not None])
 
 
 def to_shiftql(expression):

@@ -32,6 +32,36 @@ def test_nn_hand_worked_case_tells_cosine_from_euclidean():
     assert proxies.nn_accuracy(train_x, train_y, test_x, test_y, metric="euclidean") == 0.0
 
 
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+@pytest.mark.parametrize("k", [3, 5, 8])
+def test_knn_majority_vote_matches_scikit_learn(blobs, metric, k):
+    train_x, train_y, test_x, test_y = blobs
+    rng = np.random.default_rng(k)
+    noisy_y = np.where(rng.random(len(train_y)) < 0.3, rng.integers(0, 4, len(train_y)), train_y)  # votes that split
+    want = KNeighborsClassifier(k, metric=metric, algorithm="brute").fit(train_x, noisy_y).score(test_x, test_y)
+    got = proxies.nn_accuracy(train_x, noisy_y, test_x, test_y, metric=metric, k=k, block=29)
+    assert got == pytest.approx(want)
+
+
+def test_knn_tie_rules_hand_worked():
+    # test point 0 on a line; training points at -1 (class 2), +1 (class 1), +2 (class 1), -2 (class 0), 3 (class 0)
+    train_x = np.array([[-1.0], [1.0], [2.0], [-2.0], [3.0]])
+    train_y = np.array([2, 1, 1, 0, 0])
+    test_x = np.array([[0.0]])
+    # k=2: -1 and +1 are both at distance 1, one vote each: the smaller label, 1, wins
+    assert proxies.nn_accuracy(train_x, train_y, test_x, np.array([1]), metric="euclidean", k=2) == 1.0
+    # k=3: -1, +1, then -2 and +2 tie at distance 2; the first in training order (+2, class 1) is nearer
+    assert proxies.nn_accuracy(train_x, train_y, test_x, np.array([1]), metric="euclidean", k=3) == 1.0
+    # k=1 keeps the first of equally near samples, as before: -1, class 2
+    assert proxies.nn_accuracy(train_x, train_y, test_x, np.array([2]), metric="euclidean", k=1) == 1.0
+
+
+def test_knn_k_larger_than_the_training_set(blobs):
+    train_x, train_y, test_x, test_y = blobs
+    with pytest.raises(ValueError, match="k=301"):
+        proxies.nn_accuracy(train_x, train_y, test_x, test_y, k=301)
+
+
 def test_nn_rejects_unknown_metric(blobs):
     with pytest.raises(ValueError, match="manhattan"):
         proxies.nn_accuracy(*blobs, metric="manhattan")

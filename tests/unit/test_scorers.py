@@ -27,7 +27,7 @@ def test_resolve_fills_defaults_and_checks():
 
 def test_error_and_accuracy_views_share_one_cached_proxy():
     nn_err, nn_acc = scorers.get("CosineNN"), scorers.get("CosineNNAccuracy")
-    assert nn_err.proxy == nn_acc.proxy and nn_err.resolve({}) == nn_acc.resolve({}) == {"metric": "cosine"}
+    assert nn_err.proxy == nn_acc.proxy and nn_err.resolve({}) == nn_acc.resolve({}) == {"metric": "cosine", "k": 1}
     assert not nn_err.higher_is_better and nn_acc.higher_is_better
     assert nn_err.present(0.75) == pytest.approx(0.25) and nn_acc.present(0.75) == 0.75
     assert nn_err.resolve(nn_err.resolve({})) == nn_err.resolve({})  # idempotent
@@ -44,6 +44,57 @@ def test_register_a_new_scorer():
         del scorers.REGISTRY["manhattanlike"]
     with pytest.raises(ValueError):
         scorers.register(scorers.Scorer("Bogus", "no-such-proxy", "accuracy"))
+
+
+def test_knn_shares_the_nn_proxy_and_its_cache():
+    knn = scorers.get("KNN")
+    assert knn.resolve({}) == {"k": 5, "metric": "cosine"}
+    assert knn.resolve({"k": 1, "metric": "cosine"}) == scorers.get("CosineNN").resolve({})
+    assert scorers.canonical_json(knn.resolve({"k": 1, "metric": "euclidean"})) == \
+        scorers.canonical_json(scorers.get("EuclideanNN").resolve({}))
+    for bad, state in (({"k": 0}, "22023"), ({"metric": "manhattan"}, "22023"), ({"k": 2.5}, "22023"),
+                       ({"neighbours": 3}, "42704")):
+        with pytest.raises(ShiftError) as info:
+            knn.resolve(bad)
+        assert info.value.sqlstate == state, bad
+
+
+def test_kinds_say_what_is_ranked_and_by_which_readers():
+    assert scorers.get("Linear").ranks == "models" and scorers.get("Linear").reader_clauses == (
+        ("tested_on", "trained_on"),)
+    fine = scorers.get("FineTune")
+    assert fine.kind == "finetune" and fine.reader_clauses == (("tested_on", "trained_on"), ())
+    t2v = scorers.get("Task2Vec")
+    assert t2v.kind == "datasim" and t2v.ranks == "readers" and not t2v.higher_is_better
+    assert t2v.reader_clauses == (("tested_against",),)
+
+
+def test_what_runs_in_this_version():
+    assert scorers.get_model_scorer("linear").name == "Linear"
+    with pytest.raises(ShiftError) as info:
+        scorers.get_model_scorer("FineTune")
+    assert info.value.sqlstate == "0A000" and "fine-tuning" in info.value.message and info.value.hint
+    with pytest.raises(ShiftError) as info:
+        scorers.get_model_scorer("Task2Vec")
+    assert info.value.sqlstate == "42809"
+    assert scorers.get_datasim_metric("task2vec").name == "Task2Vec"
+    with pytest.raises(ShiftError) as info:
+        scorers.get_datasim_metric("CosineNN")
+    assert info.value.sqlstate == "42809" and "Task2Vec" in info.value.hint
+
+
+def test_register_a_dataset_similarity_metric():
+    metric = scorers.Scorer("Task2VecL2", "task2vec", "distance", fixed={"distance": "euclidean"}, kind="datasim")
+    scorers.register(metric)
+    try:
+        assert scorers.get_datasim_metric("task2vecl2") is metric
+    finally:
+        del scorers.REGISTRY["task2vecl2"]
+    for bad in (scorers.Scorer("X", "no-embedding", "distance", fixed={"distance": "cosine"}, kind="datasim"),
+                scorers.Scorer("X", "task2vec", "distance", fixed={"distance": "manhattan"}, kind="datasim"),
+                scorers.Scorer("X", "nn", "accuracy", kind="oracle")):
+        with pytest.raises(ValueError):
+            scorers.register(bad)
 
 
 def test_task_keys_name_the_work():

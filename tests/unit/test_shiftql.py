@@ -1,7 +1,9 @@
-"""SHiFT-QL → PostgreSQL: the queries of seed 000 §3.1–§3.2 and their translations.
+"""SHiFT-QL → PostgreSQL: the queries of seed 000 §3.1–§3.2 and their translations, without a database.
 
 Every golden test asserts the exact SQL and that PostgreSQL's grammar (sqlglot's
-postgres dialect) reads it back as one statement.
+postgres dialect) reads it back as one statement. A StaticCatalog stands in for
+the database where views, user tables, readers and models must be known. The
+rows these translations return are checked in tests/integration/test_shiftql_golden.py.
 """
 
 import re
@@ -16,6 +18,7 @@ from sqlglot import exp
 from pyfuncs.errors import ShiftError
 from pyfuncs.shiftql import ScoringUse, catalog, explain_tree, parse_script, to_shiftql, translate
 from pyfuncs.shiftql.dialect import NamedQuery, QueryRef, ScoringClause
+from tests import shiftql_corpus as corpus
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -40,7 +43,7 @@ Q4 := Q1
       WHERE Input == 'Vision' AND ModelId NOT IN Q1
       ORDER BY Linear(lr=0.1) ASC LIMIT 1
       TESTED ON TestReader TRAINED ON TrainReader"""
-# the paper separates the definitions by layout; SHiFT-QL separates statements by ';'
+# the paper separates the definitions by layout; a ';' may separate them too
 Q4 = Q4_SCRIPT.replace("LIMIT 1\nQ4 :=", "LIMIT 1;\nQ4 :=")
 
 # seed 000 §3.1, the hybrid example, verbatim
@@ -61,26 +64,47 @@ SQL_Q1 = ("SELECT models.model_id AS model_id, models.upstream_accuracy AS score
           "WHERE models.input = 'Vision' ORDER BY models.upstream_accuracy DESC NULLS LAST, models.model_id LIMIT 1")
 
 
-def scored(pool, scorer, params_json, test="TestReader", train="TrainReader", desc=False):
+COSINE_NN = '{"k":1,"metric":"cosine"}'
+
+
+def scored(pool, scorer, params_json, test="TestReader", train="TrainReader", desc=False, top_k=1):
+    top = "" if top_k is None else ", %d, %s" % (top_k, "TRUE" if desc else "FALSE")
     return ("SELECT p.model_id AS model_id, s.score AS score FROM %s AS p JOIN shift.score('%s', CAST('%s' AS JSONB), "
-            "ARRAY(SELECT model_id FROM %s), '%s', '%s') AS s ON s.model_id = p.model_id "
-            "ORDER BY s.score %s, p.model_id" % (pool, scorer, params_json, pool, test, train,
+            "ARRAY(SELECT model_id FROM %s), '%s', '%s'%s) AS s ON s.model_id = p.model_id "
+            "ORDER BY s.score %s, p.model_id" % (pool, scorer, params_json, pool, test, train, top,
                                                    "DESC NULLS LAST" if desc else "ASC"))
 
 
-SQL_Q2 = ("WITH pool AS (SELECT * FROM shift.models AS models WHERE models.input = 'Vision') "
-          + scored("pool", "CosineNN", '{"metric":"cosine"}') + " LIMIT 1")
-SQL_Q3 = ("WITH pool AS (SELECT * FROM shift.models AS models WHERE models.input = 'Vision') "
+def pool_of(where="", columns=""):
+    return "SELECT models.model_id AS model_id%s FROM shift.models AS models%s" % (
+        columns, " WHERE " + where if where else "")
+
+
+SQL_Q2 = ("WITH pool AS (%s) " % pool_of("models.input = 'Vision'")
+          + scored("pool", "CosineNN", COSINE_NN) + " LIMIT 1")
+SQL_Q3 = ("WITH pool AS (%s) " % pool_of("models.input = 'Vision'")
           + scored("pool", "Linear", LINEAR_LR_01) + " LIMIT 1")
 SQL_Q1_CTE = ("q1 AS (SELECT models.model_id AS model_id, models.upstream_accuracy AS score FROM shift.models AS models "
               "WHERE models.input = 'Vision' ORDER BY models.upstream_accuracy DESC NULLS LAST, models.model_id LIMIT 1)")
-SQL_Q4 = ("WITH " + SQL_Q1_CTE + ", q4_pool AS (SELECT * FROM shift.models AS models WHERE models.input = 'Vision' "
-          "AND NOT models.model_id IN (SELECT model_id FROM q1)) SELECT * FROM q1 UNION ("
-          + scored("q4_pool", "Linear", LINEAR_LR_01) + " LIMIT 1) ORDER BY model_id, score")
-SQL_HYBRID = ("WITH " + SQL_Q1_CTE + ", q2_pool AS (SELECT * FROM shift.models AS models WHERE models.input = 'Vision' "
-              "AND NOT models.model_id IN (SELECT model_id FROM q1)), q2 AS ("
-              + scored("q2_pool", "Linear", LINEAR_LR_01) + " LIMIT 1) "
-              "SELECT * FROM q1 UNION SELECT * FROM q2 ORDER BY model_id, score")
+
+
+def union_of(left, right, left_desc=True, right_desc=False):
+    """A UNION by model id, each model keeping its score in the first block that returns it."""
+    def score(table, desc):
+        return ("(SELECT x.score FROM %s AS x WHERE x.model_id = c.model_id ORDER BY x.score %s LIMIT 1)"
+                % (table, "DESC NULLS LAST" if desc else "ASC"))
+    return ("SELECT c.model_id AS model_id, COALESCE(%s, %s) AS score FROM (SELECT model_id FROM %s UNION "
+            "SELECT model_id FROM %s) AS c ORDER BY model_id, score"
+            % (score(left, left_desc), score(right, right_desc), left, right))
+
+
+SQL_Q4 = ("WITH " + SQL_Q1_CTE + ", q4_pool AS (SELECT models.model_id AS model_id FROM shift.models AS models "
+          "WHERE models.input = 'Vision' "
+          "AND NOT models.model_id IN (SELECT model_id FROM q1)), q4_part AS ("
+          + scored("q4_pool", "Linear", LINEAR_LR_01) + " LIMIT 1) " + union_of("q1", "q4_part"))
+SQL_HYBRID = ("WITH " + SQL_Q1_CTE + ", q2_pool AS (SELECT models.model_id AS model_id FROM shift.models AS models "
+              "WHERE models.input = 'Vision' AND NOT models.model_id IN (SELECT model_id FROM q1)), q2 AS ("
+              + scored("q2_pool", "Linear", LINEAR_LR_01) + " LIMIT 1) " + union_of("q1", "q2"))
 
 
 def golden(text, expected):
@@ -141,7 +165,7 @@ def test_q1_metadata_order():
 
 def test_q2_cosine_nn():
     t = golden(Q2, SQL_Q2)
-    assert t.scoring == [ScoringUse("CosineNN", {"metric": "cosine"}, "TestReader", "TrainReader")]
+    assert t.scoring == [ScoringUse("CosineNN", {"metric": "cosine", "k": 1}, "TestReader", "TrainReader")]
 
 
 def test_q3_linear_with_params():
@@ -161,8 +185,10 @@ def test_q4_script_with_trailing_semicolon_and_q1_form():
     golden("Q1 := " + Q1 + ";", SQL_Q1)
 
 
-def test_q4_as_the_paper_lays_it_out_needs_semicolons():
-    err = fails(Q4_SCRIPT, "42601")
+def test_q4_as_the_paper_lays_it_out():
+    """§3.2 writes Q4 after Q1 with no ';' between them: a name followed by := starts the next one."""
+    golden(Q4_SCRIPT, SQL_Q4)
+    err = fails(Q4_SCRIPT.replace("Q4 :=", "Q4 ="), "42601")
     assert 'at or near "Q4"' in err.message and "line 4" in err.detail
 
 
@@ -190,7 +216,7 @@ def test_reading_a_named_query_by_name():
 def test_scoring_view_over_a_named_query():
     sql = translate("Q1 := SELECT ModelId FROM Models ORDER BY CosineNN LIMIT 10 TESTED ON a TRAINED ON b; "
                     "SELECT ModelId FROM Q1 ORDER BY Linear LIMIT 1 TESTED ON a TRAINED ON b").sql
-    assert "pool AS (SELECT * FROM q1)" in sql
+    assert "pool AS (SELECT q1.model_id AS model_id FROM q1)" in sql
     assert sql.count("shift.score(") == 2
     sqlglot.parse_one(sql, read="postgres")
 
@@ -236,17 +262,18 @@ def test_hybrid_with_tags_and_as():
 def test_bare_scorer_and_direction():
     sql = translate("SELECT ModelId FROM Models ORDER BY EuclideanNN LIMIT 5 TESTED ON TestReader "
                     "TRAINED ON TrainReader").sql
-    assert sql == ("WITH pool AS (SELECT * FROM shift.models AS models) "
-                   + scored("pool", "EuclideanNN", '{"metric":"euclidean"}') + " LIMIT 5")
+    assert sql == ("WITH pool AS (%s) " % pool_of()
+                   + scored("pool", "EuclideanNN", '{"k":1,"metric":"euclidean"}', top_k=5) + " LIMIT 5")
     desc = translate("SELECT ModelId FROM Models ORDER BY LinearAccuracy DESC LIMIT 3 TESTED ON TestReader "
                      "TRAINED ON TrainReader").sql
     assert "ORDER BY s.score DESC NULLS LAST, p.model_id LIMIT 3" in desc
+    assert "'TestReader', 'TrainReader', 3, TRUE)" in desc
 
 
 def test_scorer_params_are_resolved_and_canonical():
     t = golden("SELECT ModelId FROM Models ORDER BY Linear(lr=0.1, epochs=3) LIMIT 1 "
                "TESTED ON TestReader TRAINED ON TrainReader",
-               "WITH pool AS (SELECT * FROM shift.models AS models) "
+               "WITH pool AS (%s) " % pool_of()
                + scored("pool", "Linear", '{"batch_size":64,"epochs":3,"l2":0.0001,"lr":0.1,"seed":0}') + " LIMIT 1")
     assert t.scoring[0].params == {"lr": 0.1, "l2": 0.0001, "batch_size": 64, "epochs": 3, "seed": 0}
 
@@ -257,8 +284,8 @@ def test_extra_columns_follow_model_id_and_score():
            "FROM shift.models AS models ORDER BY models.upstream_accuracy DESC NULLS LAST, models.model_id LIMIT 2")
     golden("SELECT ModelId, NumParams FROM Models WHERE NumParams < 10000000 ORDER BY CosineNN LIMIT 3 "
            "TESTED ON TestReader TRAINED ON TrainReader",
-           "WITH pool AS (SELECT * FROM shift.models AS models WHERE models.num_params < 10000000) "
-           + scored("pool", "CosineNN", '{"metric":"cosine"}').replace(
+           "WITH pool AS (%s) " % pool_of("models.num_params < 10000000", ", models.num_params")
+           + scored("pool", "CosineNN", COSINE_NN, top_k=3).replace(
                "s.score AS score FROM", "s.score AS score, p.num_params FROM") + " LIMIT 3")
 
 
@@ -321,8 +348,8 @@ def test_explain_tree_shows_views_and_pools():
     assert "metadata view" in tree and "scoring view" in tree
     assert "scorer: Linear %s ASC" % LINEAR_LR_01 in tree
     assert "tested on: TestReader, trained on: TrainReader" in tree
-    assert "pool (q2_pool): SELECT * FROM shift.models AS models WHERE models.input = 'Vision' " \
-           "AND NOT models.model_id IN (SELECT model_id FROM q1)" in tree
+    assert "pool (q2_pool): SELECT models.model_id AS model_id FROM shift.models AS models " \
+           "WHERE models.input = 'Vision' AND NOT models.model_id IN (SELECT model_id FROM q1)" in tree
     assert "named query Q1 (see above)" in tree
 
 
@@ -412,7 +439,7 @@ def test_other_errors():
     fails("Models := %s; Models" % Q1, "42710")
     fails("SELECT ModelId, NumParams AS Score FROM Models", "42701")
     fails("SELECT ModelId FROM Models WHERE NumParams > $1", "42601")
-    fails("SELECT ModelId FROM Models GROUP BY ModelId", "0A000")
+    fails("SELECT ModelId FROM Models GROUP BY ROLLUP (Input)", "0A000")
     fails("SELECT ReaderId FROM DataReaders", "0A000")
     fails("Q1 := %s; Q1 UNION SELECT ModelId, NumParams FROM Models" % Q1, "42601")
     fails("SELECT ModelId FROM Models ORDER BY CosineNN, NumParams TESTED ON a TRAINED ON b", "42601")
@@ -472,41 +499,265 @@ def test_scorer_params_json_is_a_literal():
 
 
 # --------------------------------------------------------------------------
+# The rest of the language: suffixes, joins, grouping, WITH, views, similarity, FineTune
+# --------------------------------------------------------------------------
+
+BEST = catalog.ViewInfo("public", "best", "scoring", (("model_id", "text"), ("score", "double precision"),
+                                                      ("num_params", "bigint")), True, "CREATE SCORING VIEW best AS ...")
+NEAR = catalog.ViewInfo("analytics", "near", "dataset similarity",
+                        (("reader_id", "text"), ("score", "double precision")), False, "CREATE ...")
+CAT = catalog.StaticCatalog(
+    views=[BEST, NEAR],
+    tables={"public.licences": [("model_id", "text"), ("licence", "text")],
+            "public.latencies": [("model_id", "text"), ("device", "text"), ("ms", "double precision")]},
+    readers=["TestReader", "TrainReader", "Shapes"], models=["bert-base", "m1"])
+SCORED = " ORDER BY CosineNN LIMIT 2 TESTED ON TestReader TRAINED ON TrainReader"
+
+
+def test_number_suffixes():
+    sql = translate("SELECT ModelId FROM Models WHERE NumParams BETWEEN 1.5K AND 10M OR NumParams > 2g "
+                    "OR NumParams < 1e-3k").sql
+    assert "BETWEEN 1500 AND 10000000 OR models.num_params > 2000000000 OR models.num_params < 1" in sql
+    fails("SELECT ModelId FROM Models WHERE NumParams < 10 M", "42601")
+    fails("SELECT ModelId FROM Models WHERE NumParams < 1e40M", "42601")
+
+
+def test_scoring_view_with_a_join_carries_the_selected_columns_in_its_pool():
+    t = translate("SELECT ModelId, l.licence AS lic FROM Models JOIN public.licences l ON l.model_id = Models.ModelId "
+                  "WHERE l.licence = 'MIT'" + SCORED, CAT)
+    assert t.sql.startswith("WITH pool AS (SELECT models.model_id AS model_id, l.licence AS lic FROM shift.models "
+                            "AS models JOIN public.licences AS l ON l.model_id = models.model_id WHERE "
+                            "l.licence = 'MIT') SELECT p.model_id AS model_id, s.score AS score, p.lic FROM pool")
+    fails("SELECT ModelId, NumParams AS x, FeatureDim AS x FROM Models" + SCORED, "42701")
+    fails("SELECT * FROM Models JOIN public.unknown_columns u ON u.id = Models.ModelId" + SCORED, "0A000")
+    assert "licence" in fails_with(CAT, "SELECT ModelId, l.licenc FROM Models JOIN public.licences l "
+                                        "ON l.model_id = Models.ModelId", "42704").hint
+    assert "public.licences" in fails_with(CAT, "SELECT ModelId FROM public.licence", "42704").hint
+    # without a catalog the columns of a user's table are not known: names pass through
+    assert "l.licenc" in translate("SELECT ModelId, l.licenc FROM Models JOIN public.licences l "
+                                   "ON l.model_id = Models.ModelId").sql
+
+
+def fails_with(cat, text, sqlstate):
+    with pytest.raises(ShiftError) as info:
+        translate(text, cat)
+    assert info.value.sqlstate == sqlstate, (info.value.message, info.value.hint)
+    return info.value
+
+
+def test_grouping_distinct_and_with():
+    golden("SELECT ModelId, count(*) AS n FROM Models JOIN public.latencies l ON l.model_id = Models.ModelId "
+           "GROUP BY 1 HAVING count(*) > 1 ORDER BY n DESC",
+           "SELECT models.model_id AS model_id, CAST(COUNT(*) AS DOUBLE PRECISION) AS score, COUNT(*) AS n FROM "
+           "shift.models AS models JOIN public.latencies AS l ON l.model_id = models.model_id GROUP BY "
+           "models.model_id HAVING COUNT(*) > 1 ORDER BY COUNT(*) DESC NULLS LAST, models.model_id")
+    golden("SELECT DISTINCT ModelId FROM Models ORDER BY NumParams",
+           "SELECT DISTINCT models.model_id AS model_id, CAST(models.num_params AS DOUBLE PRECISION) AS score FROM "
+           "shift.models AS models ORDER BY CAST(models.num_params AS DOUBLE PRECISION) ASC, models.model_id")
+    golden("WITH fast AS (SELECT model_id FROM public.latencies WHERE ms < 5) "
+           "SELECT ModelId FROM Models WHERE ModelId IN (SELECT model_id FROM fast)",
+           "WITH fast AS (SELECT model_id FROM public.latencies WHERE ms < 5) SELECT "
+           "models.model_id AS model_id, CAST(NULL AS DOUBLE PRECISION) AS score FROM shift.models AS models "
+           "WHERE models.model_id IN (SELECT fast.model_id FROM fast) ORDER BY models.model_id")
+    fails("WITH RECURSIVE r AS (SELECT 1) SELECT ModelId FROM Models", "42601")
+    fails("SELECT ModelId FROM Models GROUP BY 3", "42601")
+
+
+def test_top_k_is_limit_plus_offset_and_only_constants():
+    assert "'TrainReader', 5, FALSE)" in translate("SELECT ModelId FROM Models ORDER BY CosineNN LIMIT 2 OFFSET 3 "
+                                                    "TESTED ON TestReader TRAINED ON TrainReader").sql
+    assert "'TrainReader') AS s" in translate("SELECT ModelId FROM Models ORDER BY CosineNN "
+                                              "TESTED ON TestReader TRAINED ON TrainReader").sql
+    assert "'TrainReader') AS s" in translate("SELECT ModelId FROM Models ORDER BY CosineNN LIMIT ALL "
+                                              "TESTED ON TestReader TRAINED ON TrainReader").sql
+
+
+def test_set_operations_compare_models_not_scores():
+    fails_with(CAT, "(SELECT ModelId FROM Models" + SCORED + ") INTERSECT best", "42601")  # 2 columns and 3
+    t = translate("(SELECT ModelId FROM Models" + SCORED + ") INTERSECT SELECT ModelId FROM best", CAT)
+    assert t.sql.endswith("SELECT c.model_id AS model_id, (SELECT x.score FROM part AS x WHERE x.model_id = "
+                          "c.model_id ORDER BY x.score ASC LIMIT 1) AS score FROM (SELECT model_id FROM part "
+                          "INTERSECT SELECT model_id FROM part_2) AS c ORDER BY model_id, score")
+    t = translate("SELECT ModelId FROM Models ORDER BY NumParams LIMIT 1 UNION ALL "
+                  "SELECT ModelId FROM Models ORDER BY UpstreamAccuracy DESC LIMIT 1")
+    assert " UNION ALL (SELECT models.model_id" in t.sql and "COALESCE" not in t.sql
+    fails("SELECT ModelId FROM Models UNION SELECT DataReaderId FROM DataReaders", "42809")
+
+
+def test_scoring_views_nested_in_a_query_are_ctes():
+    t = translate("SELECT ModelId FROM Models WHERE ModelId IN (SELECT ModelId FROM Models" + SCORED + ")")
+    assert t.sql.startswith("WITH nested_pool AS (SELECT models.model_id AS model_id FROM shift.models AS models), "
+                            "nested AS (SELECT p.model_id")
+    assert "WHERE models.model_id IN (SELECT model_id FROM nested)" in t.sql
+    assert [u.scorer for u in t.scoring] == ["CosineNN"]
+    assert "implicit view nested" in explain_tree(t)
+    t = translate("SELECT t.ModelId FROM (SELECT ModelId FROM Models" + SCORED + ") AS t")
+    assert "t AS (SELECT p.model_id" in t.sql and "FROM t AS t" in t.sql
+    # plain sub-queries stay plain SQL
+    t = translate("SELECT ModelId FROM Models WHERE ModelId IN (SELECT ModelId FROM Models ORDER BY NumParams LIMIT 2)")
+    assert "IN (SELECT models_1" not in t.sql and "ORDER BY models.num_params LIMIT 2)" in t.sql
+    fails("SELECT ModelId FROM (SELECT ModelId FROM Models" + SCORED + ")", "42601")  # a name is needed
+
+
+def test_create_and_drop_views():
+    t = translate("CREATE SCORING VIEW v AS SELECT ModelId, NumParams FROM Models" + SCORED)
+    create, comment = t.statements
+    assert create.kind == "create view" and comment.kind == "comment" and t.query is None
+    assert create.sql.startswith("CREATE VIEW public.v WITH (security_invoker=TRUE) AS WITH v_pool AS")
+    assert comment.sql.startswith("COMMENT ON VIEW public.v IS 'shift scoring view, score ASC\nCREATE SCORING")
+    assert catalog.parse_view_comment(_literals(comment.sql)[0]) == (
+        "scoring", False, "CREATE SCORING VIEW v AS SELECT ModelId, NumParams FROM Models" + SCORED)
+    assert create.view.columns == (("model_id", "text"), ("score", "double precision"), ("num_params", "bigint"))
+    assert t.plan.kind == "create scoring view" and t.plan.name == "public.v"
+    # in a schema, replaced, read later in the same script, dropped
+    t = translate('CREATE OR REPLACE SCORING VIEW a."Mixed Case" AS SELECT ModelId FROM Models ORDER BY NumParams; '
+                  'DROP SCORING VIEW a."Mixed Case" CASCADE')
+    assert [s.kind for s in t.statements] == ["create view", "comment", "drop view"]
+    assert t.statements[0].sql.startswith('CREATE OR REPLACE VIEW a."Mixed Case" WITH')
+    assert t.statements[2].sql == 'DROP VIEW a."Mixed Case" CASCADE'
+    t = translate('CREATE SCORING VIEW a."Mixed Case" AS SELECT ModelId FROM Models ORDER BY NumParams; '
+                  'SELECT ModelId FROM a."Mixed Case" WHERE ModelId IN a."Mixed Case"')
+    assert t.query == ('SELECT "Mixed Case".model_id AS model_id, "Mixed Case".score AS score FROM a."Mixed Case" '
+                       'WHERE "Mixed Case".model_id IN (SELECT model_id FROM a."Mixed Case") '
+                       'ORDER BY "Mixed Case".score ASC, "Mixed Case".model_id')
+    fails("SELECT ModelId FROM Models; DROP SCORING VIEW v", "42601")  # a query comes last
+    # the catalog knows what exists
+    assert translate("DROP SCORING VIEW best", CAT).sql == "DROP VIEW public.best"
+    assert translate("DROP SCORING VIEW IF EXISTS nope", CAT).statements == []
+    assert "best" in fails_with(CAT, "DROP SCORING VIEW bestt", "42704").hint
+    assert "DROP DATASET SIMILARITY VIEW" in fails_with(CAT, "DROP SCORING VIEW analytics.near", "42809").hint
+    fails_with(CAT, "CREATE SCORING VIEW best AS SELECT ModelId FROM Models", "42P07")
+    fails_with(CAT, "CREATE OR REPLACE DATASET SIMILARITY VIEW best AS SELECT DataReaderId FROM DataReaders", "42809")
+    fails("CREATE SCORING VIEW models AS SELECT ModelId FROM Models", "42710")
+    fails("CREATE SCORING VIEW v AS SELECT DataReaderId FROM DataReaders", "42809")
+    fails("CREATE DATASET SIMILARITY VIEW v AS SELECT ModelId FROM Models", "42809")
+    fails("CREATE TABLE t (a int)", "42601")
+
+
+def test_reading_persisted_views():
+    golden_sql = translate("best", CAT).sql
+    assert golden_sql == "SELECT * FROM public.best ORDER BY score DESC NULLS LAST, model_id"
+    t = translate("SELECT ModelId, NumParams FROM best WHERE NumParams < 5M", CAT)
+    assert t.sql == ("SELECT best.model_id AS model_id, best.score AS score, best.num_params FROM public.best WHERE "
+                     "best.num_params < 5000000 ORDER BY best.score DESC NULLS LAST, best.model_id")
+    assert "scoring view public.best" in explain_tree(t)
+    t = translate("SELECT ModelId FROM Models WHERE ModelId NOT IN best" + SCORED, CAT)
+    assert "NOT models.model_id IN (SELECT model_id FROM public.best)" in t.sql
+    t = translate("SELECT ModelId FROM Models WHERE Input IN (SELECT r.Input FROM DataReaders r "
+                  "WHERE r.ReaderId IN analytics.near)", CAT)
+    assert "r.reader_id IN (SELECT reader_id FROM analytics.near)" in t.sql
+    fails_with(CAT, "analytics.near", "0A000")  # a query returns models
+    fails("SELECT ModelId FROM best", "42704")  # no catalog, no view
+
+
+def test_dataset_similarity_views():
+    want = ("WITH pool AS (SELECT readers.reader_id AS reader_id FROM shift.readers AS readers WHERE readers.input = "
+            "'Vision') SELECT p.reader_id AS reader_id, s.score AS score FROM pool AS p JOIN shift.dataset_similarity("
+            "'Task2Vec', CAST('{\"distance\":\"cosine\"}' AS JSONB), ARRAY(SELECT reader_id FROM pool), 'TestReader') "
+            "AS s ON s.reader_id = p.reader_id ORDER BY s.score ASC, p.reader_id LIMIT 2")
+    for clause in ("TESTED AGAINST TestReader", "TESTED ON TestReader"):
+        t = translate("CREATE DATASET SIMILARITY VIEW v SELECT DataReaderId FROM DataReaders WHERE Input = 'Vision' "
+                      "<SHIFT> ORDER BY Task2Vec LIMIT 2 %s </SHIFT>" % clause)
+        assert t.statements[0].sql == "CREATE VIEW public.v WITH (security_invoker=TRUE) AS " + want.replace(
+            "pool", "v_pool")
+        assert [tuple(u) for u in t.similarity] == [("Task2Vec", {"distance": "cosine"}, "TestReader")]
+    fails("SELECT DataReaderId FROM DataReaders ORDER BY Task2Vec LIMIT 1", "42601")  # no target
+    fails("SELECT DataReaderId FROM DataReaders ORDER BY Task2Vec LIMIT 1 TESTED ON a TRAINED ON b", "42601")
+    fails("SELECT DataReaderId FROM DataReaders ORDER BY CosineNN LIMIT 1 TESTED AGAINST a", "42809")
+    fails("SELECT ModelId FROM Models ORDER BY Task2Vec LIMIT 1 TESTED AGAINST a", "42809")
+    fails("SELECT ModelId FROM Models ORDER BY CosineNN LIMIT 1 TESTED AGAINST a", "42601")
+    assert "Shapes" in fails_with(CAT, "CREATE DATASET SIMILARITY VIEW v SELECT DataReaderId FROM DataReaders "
+                                       "ORDER BY Task2Vec TESTED AGAINST Shapez", "42704").hint
+
+
+Q5 = """SELECT ModelId FROM Models
+WHERE Input == 'Vision' AND
+      Readers.ReaderId IN
+          (SELECT DataReaderId FROM DataReaders
+          ORDER BY Task2Vec LIMIT 1
+          TESTED ON TestReader
+      ) Q6
+ORDER BY FineTune LIMIT 1"""
+
+
+def test_q5_meta_learned_finetune():
+    t = golden(Q5, "WITH q6_pool AS (SELECT readers.reader_id AS reader_id FROM shift.readers AS readers), q6 AS "
+               "(SELECT p.reader_id AS reader_id, s.score AS score FROM q6_pool AS p JOIN shift.dataset_similarity("
+               "'Task2Vec', CAST('{\"distance\":\"cosine\"}' AS JSONB), ARRAY(SELECT reader_id FROM q6_pool), "
+               "'TestReader') AS s ON s.reader_id = p.reader_id ORDER BY s.score ASC, p.reader_id LIMIT 1), pool AS "
+               "(SELECT models.model_id AS model_id, readers.reader_id AS reader_id FROM shift.models AS models "
+               "CROSS JOIN shift.readers AS readers WHERE models.input = 'Vision' AND readers.reader_id IN (SELECT "
+               "reader_id FROM q6)) SELECT p.model_id AS model_id, s.score AS score FROM pool AS p JOIN "
+               "shift.benchmark_scores('FineTune', CAST('{\"batch_size\":64,\"epochs\":10,\"lr\":0.01}' AS "
+               "JSONB), ARRAY(SELECT DISTINCT model_id FROM pool), ARRAY(SELECT DISTINCT reader_id FROM pool)) AS s "
+               "ON s.model_id = p.model_id AND s.reader_id = p.reader_id ORDER BY s.score ASC, p.model_id, "
+               "p.reader_id LIMIT 1")
+    assert t.scoring == [ScoringUse("FineTune", {"lr": 0.01, "epochs": 10, "batch_size": 64}, None, None)]
+    tree = explain_tree(t)
+    assert "benchmark view" in tree and "dataset similarity view" in tree and "named query Q6" in tree
+    # the readers are joined implicitly only for a FineTune ranking; a plain block must name them
+    fails("SELECT ModelId FROM Models WHERE Readers.ReaderId = 'x' ORDER BY NumParams", "42704")
+    # task-aware fine-tuning goes through shift.score like a proxy
+    t = translate("SELECT ModelId FROM Models ORDER BY FineTune(epochs=3) LIMIT 1 TESTED ON a TRAINED ON b")
+    assert "shift.score('FineTune', CAST('{\"batch_size\":64,\"epochs\":3,\"lr\":0.01}' AS JSONB)" in t.sql
+    fails("SELECT ModelId FROM Models ORDER BY FineTune LIMIT 1 TESTED ON a", "42601")
+
+
+def test_catalog_checks_readers_and_model_ids():
+    err = fails_with(CAT, "SELECT ModelId FROM Models ORDER BY CosineNN LIMIT 1 TESTED ON testreadr "
+                          "TRAINED ON TrainReader", "42704")
+    assert "TestReader" in err.hint and err.detail.endswith("^")
+    translate("SELECT ModelId FROM Models ORDER BY CosineNN LIMIT 1 TESTED ON testreader TRAINED ON trainreader",
+              CAT)  # case aside, as shift.score resolves them
+    assert "bert-base" in fails_with(CAT, "SELECT ModelId FROM Models WHERE ModelId IN ('m1', 'bert-bas')",
+                                     "42704").hint
+    fails_with(CAT, "SELECT ModelId FROM Models WHERE ReaderId = 'x'", "42704")  # no such column in Models
+    translate("SELECT ModelId FROM Models WHERE ModelId LIKE 'bert%' AND ModelId <> 'm1'", CAT)
+
+
+def test_models_columns_win_over_a_joined_table():
+    t = translate("SELECT ModelId FROM Models JOIN public.licences l ON l.model_id = Models.ModelId", CAT)
+    assert t.sql.startswith("SELECT models.model_id AS model_id")
+    fails("SELECT ModelId FROM Models JOIN DataReaders r ON r.Input = Models.Input WHERE Input = 'Vision'", "42702")
+
+
+def test_view_names_and_definitions_are_identifiers_and_literals():
+    evil = 'x"; DROP TABLE shift.models; --'
+    t = translate('CREATE SCORING VIEW "%s" AS SELECT ModelId FROM Models WHERE Input = \'a\'\'b\''
+                  % evil.replace('"', '""'))
+    create, comment = t.statements
+    assert len(sqlglot.parse(create.sql, read="postgres")) == 1
+    table = sqlglot.parse_one(create.sql, read="postgres").this
+    assert table.name == evil and table.this.quoted
+    text = _literals(comment.sql)[0]
+    assert text.endswith("WHERE Input = 'a''b'") and catalog.parse_view_comment(text)[0] == "scoring"
+
+
+# --------------------------------------------------------------------------
 # Fuzz: any text gives a translation that parses, or a ShiftError; nothing else
 # --------------------------------------------------------------------------
 
-SEEDS = [Q1, Q2, Q3, Q4, HYBRID]
-NOISE = "()'\";:=<>/*-,.$\\ \n\tQ1SELECTUNIONSHIFT0123456789é[]{}!@#%^&|?~`"
+FUZZ_CATALOG = catalog.StaticCatalog(
+    views=[catalog.ViewInfo("public", "best", "scoring", (("model_id", "text"), ("score", "double precision")))],
+    tables={"public.licences": [("model_id", "text"), ("licence", "text")],
+            "public.latencies": [("model_id", "text"), ("device", "text"), ("ms", "double precision")]},
+    readers=["TestReader", "TrainReader", "Shapes"], models=["bert-base", "shapes10.resnet10t"])
 
 
-@st.composite
-def mutated(draw):
-    tokens = draw(st.sampled_from(SEEDS)).split(" ")
-    for _ in range(draw(st.integers(1, 4))):
-        i = draw(st.integers(0, len(tokens) - 1))
-        op = draw(st.sampled_from(["delete", "duplicate", "swap", "insert", "blank"]))
-        if op == "delete" and len(tokens) > 1:
-            del tokens[i]
-        elif op == "duplicate":
-            tokens.insert(i, tokens[draw(st.integers(0, len(tokens) - 1))])
-        elif op == "swap":
-            j = draw(st.integers(0, len(tokens) - 1))
-            tokens[i], tokens[j] = tokens[j], tokens[i]
-        elif op == "insert":
-            at = draw(st.integers(0, len(tokens[i])))
-            tokens[i] = tokens[i][:at] + draw(st.text(NOISE, min_size=1, max_size=3)) + tokens[i][at:]
-        else:
-            tokens[i] = ""
-    return " ".join(tokens)
-
-
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(mutated())
-def test_fuzz_only_shift_errors(text):
+@settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(corpus.mutated(), st.booleans())
+def test_fuzz_only_shift_errors(text, with_catalog):
+    """Thousands of mutated queries: each translates to SQL PostgreSQL's grammar reads, or is a clean ShiftError."""
     try:
-        translation = translate(text)
+        translation = translate(text, FUZZ_CATALOG if with_catalog else None)
     except ShiftError as error:
-        assert isinstance(error.sqlstate, str) and len(error.sqlstate) == 5
+        assert isinstance(error.sqlstate, str) and re.fullmatch(r"[0-9A-Z]{5}", error.sqlstate)
+        assert error.sqlstate != "XX000"
         assert error.message and error.message == error.message.strip()
         return
-    assert len(sqlglot.parse(translation.sql, read="postgres")) == 1
+    assert len(sqlglot.parse(translation.sql, read="postgres")) == len(translation.statements)
+
+
+def test_corpus_translates():
+    for text in corpus.SEEDS:
+        translate(text, FUZZ_CATALOG)

@@ -1,4 +1,8 @@
-"""Raw reader samples -> the normalised float batch a vision model takes (N x 3 x S x S).
+"""Raw reader samples -> the batch a model takes.
+
+Images become a normalised float batch N x 3 x S x S (most of this module); text
+becomes the model tokenizer's batch (:func:`tokenize`); tabular vectors a float matrix
+N x d (:func:`to_matrix`).
 
 A sample is what a reader yields (see readers.py): a numpy array or encoded image bytes
 (PNG, JPEG, anything Pillow opens). Every model sees its inputs the same way, so cached
@@ -142,3 +146,42 @@ def to_batch(samples: Sequence | np.ndarray, size: int, mean: Sequence[float] = 
     m = torch.as_tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
     s = torch.as_tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
     return ((x - m) / s).contiguous()
+
+
+# -- text and tabular samples -------------------------------------------------------------------
+
+def as_texts(samples) -> list[str]:
+    """Raw text samples (str, bytes as UTF-8, numpy strings) -> a list of str."""
+    items = samples.tolist() if isinstance(samples, np.ndarray) else list(samples)
+    out = []
+    for s in items:
+        if isinstance(s, (bytes, bytearray, memoryview)):
+            s = bytes(s).decode("utf-8", errors="replace")
+        elif s is None:
+            raise ValueError("a text sample is NULL")
+        out.append(s if isinstance(s, str) else str(s))
+    return out
+
+
+def tokenize(tokenizer, samples, max_length: int | None) -> dict[str, torch.Tensor]:
+    """Text samples -> the tokenizer's padded, truncated batch (input_ids, attention_mask, ...) as tensors."""
+    enc = tokenizer(as_texts(samples), padding=True, truncation=max_length is not None, max_length=max_length,
+                    return_tensors="pt")
+    return {k: v for k, v in enc.items() if isinstance(v, torch.Tensor)}
+
+
+def to_matrix(samples) -> torch.Tensor:
+    """Tabular samples (equal-length numeric vectors) -> float32 tensor N x d."""
+    if isinstance(samples, torch.Tensor):
+        arr = samples.detach().cpu().numpy()
+    elif isinstance(samples, np.ndarray) and samples.dtype != object:
+        arr = samples
+    else:
+        rows = [np.asarray(s) for s in samples]
+        if rows and any(r.shape != rows[0].shape for r in rows):
+            raise ValueError("tabular samples have different lengths: %s"
+                             % ", ".join(sorted({str(r.shape) for r in rows})[:3]))
+        arr = np.stack(rows) if rows else np.zeros((0, 0), np.float32)
+    if arr.dtype == object or arr.dtype.kind not in "biuf":
+        raise ValueError("tabular samples must be numbers, not %s" % arr.dtype)
+    return torch.from_numpy(np.ascontiguousarray(arr.reshape(len(arr), -1), dtype=np.float32))

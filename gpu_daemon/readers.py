@@ -4,22 +4,40 @@ A reader's samples have a stable order; block ``b`` is samples
 ``[b * block_size, (b + 1) * block_size)`` of it. Features and labels are cached per
 block, which is what lets successive halving and change/add readers reuse work
 (seed 000 §4, §5). Only the requested blocks are read, in increasing order, and at most
-one block is held in memory.
+one block is held in memory, so a worker's memory does not grow with the reader.
+
+Kinds and what a sample is:
+
+* ``sql``: a query over user tables; bytea is an encoded image, arrays are images or
+  feature vectors, text is text;
+* ``npz`` / ``npy``: rows of a numpy array (memory-mapped where the file allows);
+* ``csv``: a row of a CSV file: its numeric columns (Tabular), one text column (Text),
+  or one column of image paths relative to the file (Vision, read as encoded bytes);
+* ``imagefolder``: an image file (encoded bytes) in a class subfolder;
+* ``hf``: a row of a Hugging Face ``datasets`` dataset saved with ``save_to_disk``;
+* ``tfds``: an example of a TFDS prepared directory, in shard and record order.
 
 Labels are mapped to contiguous class ids: the index of the label's text in
 ``reader["classes"]``. The text of a label is what registration used: PostgreSQL's
-``y::text`` for SQL readers, Python's ``str(v)`` of ``y.tolist()`` items for npz files.
+``y::text`` for SQL readers, Python's ``str(v)`` of ``y.tolist()`` items for numpy files,
+the cell for CSV files. Readers whose labels are class indices already (image folders,
+``ClassLabel`` features of ``hf`` and ``tfds`` readers) list the class names in index order.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
+import logging
 import math
+import os
 import uuid
 import zipfile
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
+
+from pyfuncs import files
 
 Block = tuple[int, "list | np.ndarray", np.ndarray]
 
@@ -109,9 +127,11 @@ class NpzArray:
     """Row slices of one array in an .npz archive, without reading the whole array.
 
     numpy ignores ``mmap_mode`` for .npz archives (``np.load(...)[key]`` reads the whole
-    member), so this opens the member itself: an uncompressed member (``np.savez``) is
-    memory-mapped in place; a compressed one (``np.savez_compressed``) is streamed,
-    which needs row slices in increasing order.
+    member), so this opens the member itself: the rows of an uncompressed member
+    (``np.savez``) are read at their offset in the file; a compressed one
+    (``np.savez_compressed``) is streamed, which needs row slices in increasing order.
+    Reading rather than memory-mapping keeps the pages of a large file out of the
+    worker's resident memory.
     """
 
     def __init__(self, path: str, key: str, reader_id: str = "?"):
@@ -128,6 +148,7 @@ class NpzArray:
         self._stream = None
         self._pos = 0
         self._memmap = None
+        self._rows = None
         if self._info.compress_type == zipfile.ZIP_STORED:
             with open(path, "rb") as f:
                 f.seek(self._info.header_offset)
@@ -137,9 +158,11 @@ class NpzArray:
                 f.seek(start)
                 self.shape, fortran, self.dtype = _read_npy_header(f, reader_id)
                 data_start = f.tell()
-            self._memmap = np.memmap(path, dtype=self.dtype, mode="r", offset=data_start, shape=self.shape,
-                                     order="F" if fortran else "C") if math.prod(self.shape) else \
-                np.empty(self.shape, self.dtype)
+            if fortran and len(self.shape) > 1:  # rows are not contiguous in the file
+                self._memmap = np.memmap(path, dtype=self.dtype, mode="r", offset=data_start, shape=self.shape,
+                                         order="F") if math.prod(self.shape) else np.empty(self.shape, self.dtype)
+            else:
+                self._rows = RowFile(path, data_start, self.shape, self.dtype)
         else:
             self._open_stream(reader_id)
             if self._fortran and len(self.shape) > 1:  # rows are not contiguous: read the member once
@@ -157,6 +180,8 @@ class NpzArray:
 
     def rows(self, start: int, stop: int) -> np.ndarray:
         """A copy of rows [start, stop)."""
+        if self._rows is not None:
+            return self._rows.rows(start, stop)
         if self._memmap is not None:
             return np.array(self._memmap[start:stop])
         if start < self._pos:
@@ -178,6 +203,8 @@ class NpzArray:
     def close(self) -> None:
         if self._stream is not None:
             self._stream.close()
+        if self._rows is not None:
+            self._rows.close()
         self._memmap = None
         self._zip.close()
 
@@ -186,6 +213,53 @@ class NpzArray:
 
     def __exit__(self, *exc):
         self.close()
+
+
+class RowFile:
+    """Rows of a C-order array stored at ``offset`` of a file, read on demand with pread."""
+
+    def __init__(self, path: str, offset: int, shape: tuple[int, ...], dtype: np.dtype):
+        self.path, self.offset, self.shape, self.dtype = path, offset, tuple(shape), np.dtype(dtype)
+        self.row_bytes = self.dtype.itemsize * math.prod(self.shape[1:])
+        self._fd = os.open(path, os.O_RDONLY)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def rows(self, start: int, stop: int) -> np.ndarray:
+        """A copy of rows [start, stop)."""
+        start, stop = max(0, start), min(stop, self.shape[0])
+        n = max(0, stop - start)
+        out = np.empty((n,) + self.shape[1:], dtype=self.dtype)
+        view = memoryview(out.reshape(-1).view(np.uint8)) if out.size else memoryview(b"")
+        done, pos = 0, self.offset + start * self.row_bytes
+        while done < len(view):
+            got = os.preadv(self._fd, [view[done:]], pos + done)
+            if got <= 0:
+                raise ValueError("file %s ends early" % self.path)
+            done += got
+        return out
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def open_npy(path: str, reader_id: str = "?"):
+    """Row access to a .npy file: a :class:`RowFile`, or a memory map for Fortran-order arrays."""
+    with open(path, "rb") as f:
+        shape, fortran, dtype = _read_npy_header(f, reader_id)
+        offset = f.tell()
+    if fortran and len(shape) > 1:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    return RowFile(path, offset, shape, dtype)
 
 
 def _read_npy_header(f, reader_id: str) -> tuple[tuple[int, ...], bool, np.dtype]:
@@ -274,19 +348,355 @@ def iter_sql_blocks(reader: dict, blocks: list[int], conn) -> Iterator[Block]:
             conn.close()
 
 
+# -- npy ---------------------------------------------------------------------------------------
+
+def _missing_file(reader: dict, path: str) -> ValueError:
+    return ValueError("file %s of reader %s does not exist on this worker; copy it there or register the reader "
+                      "again with a path every worker can read" % (path, reader["reader_id"]))
+
+
+def _load_npy(reader: dict, path: str):
+    try:
+        return open_npy(path, reader["reader_id"])
+    except FileNotFoundError:
+        raise _missing_file(reader, path) from None
+
+
+def _check_count(reader: dict, path: str, n: int) -> None:
+    if n != int(reader["num_samples"]):
+        raise ValueError("%s now has %d samples but reader %s was registered with %d; register the reader again"
+                         % (path, n, reader["reader_id"], int(reader["num_samples"])))
+
+
+def iter_npy_blocks(reader: dict, blocks: list[int]) -> Iterator[Block]:
+    """x and y in two .npy files: a block is a copy of its rows, read at their offset."""
+    opts = reader_options(reader)
+    xs_arr = _load_npy(reader, reader["source"])
+    ys_arr = _load_npy(reader, opts["y_path"])
+    _check_count(reader, reader["source"], len(xs_arr))
+    _check_count(reader, opts["y_path"], len(ys_arr))
+    shape = sample_shape(reader)
+    index = class_index(reader)
+
+    def rows(arr, start, stop):
+        return arr.rows(start, stop) if isinstance(arr, RowFile) else np.array(arr[start:stop])
+
+    try:
+        for b in blocks:
+            start, stop = block_range(reader, b)
+            xs = rows(xs_arr, start, stop)
+            if shape:
+                xs = xs.reshape((stop - start,) + shape)
+            yield b, xs, label_ids(reader, rows(ys_arr, start, stop), index)
+    finally:
+        for arr in (xs_arr, ys_arr):
+            if isinstance(arr, RowFile):
+                arr.close()
+
+
+# -- CSV ---------------------------------------------------------------------------------------
+
+def _csv_samples(reader: dict, rows: list[list[str]], lines: list[int], x_at: list[int], base: str):
+    kind = reader.get("input") or "Tabular"
+    if kind == "Text":
+        return [r[x_at[0]] for r in rows]
+    if kind == "Vision":
+        out = []
+        for r in rows:
+            path = r[x_at[0]]
+            path = path if os.path.isabs(path) else os.path.join(base, path)
+            try:
+                with open(path, "rb") as f:
+                    out.append(f.read())
+            except FileNotFoundError:
+                raise _missing_file(reader, path) from None
+        return out
+    try:
+        return np.array([[r[i] for i in x_at] for r in rows], dtype=np.float32)
+    except ValueError:
+        for line, r in zip(lines, rows):
+            for i in x_at:
+                try:
+                    float(r[i])
+                except ValueError:
+                    raise ValueError("line %d of csv file %s of reader %s has %r where a number is expected"
+                                     % (line, reader["source"], reader["reader_id"], r[i])) from None
+        raise
+
+
+def iter_csv_blocks(reader: dict, blocks: list[int]) -> Iterator[Block]:
+    """Rows of a CSV file read once, front to back; rows before a wanted block are skipped unparsed."""
+    opts = reader_options(reader)
+    path = reader["source"]
+    index = class_index(reader)
+    try:
+        f = files.open_text(path, opts.get("encoding", "utf-8"))
+    except FileNotFoundError:
+        raise _missing_file(reader, path) from None
+    with f:
+        try:
+            header, records = files.csv_rows(f, path, opts)
+            y_at, x_at, _ = files.csv_columns(header, opts["label_column"], opts.get("x_columns"), path)
+        except files.SourceError as e:
+            raise ValueError("%s; register reader %s again" % (e, reader["reader_id"])) from None
+        pos = 0
+        for b in blocks:
+            start, stop = block_range(reader, b)
+            for _ in itertools.islice(records, start - pos):
+                pass
+            got = list(itertools.islice(records, stop - start))
+            pos = stop
+            if len(got) != stop - start:
+                raise ValueError("csv file %s now has fewer samples than the %d reader %s was registered with; "
+                                 "register the reader again" % (path, int(reader["num_samples"]), reader["reader_id"]))
+            lines = [line for line, _ in got]
+            rows = [row for _, row in got]
+            xs = _csv_samples(reader, rows, lines, x_at, os.path.dirname(path))
+            yield b, xs, label_ids(reader, [r[y_at] for r in rows], index)
+
+
+# -- image folders -------------------------------------------------------------------------------
+
+def iter_imagefolder_blocks(reader: dict, blocks: list[int]) -> Iterator[Block]:
+    """Image files as encoded bytes; labels are class folder indices.
+
+    Only per-class counts are held for the whole folder, and the file names of the class
+    being read, so memory is bounded by the largest class, not by the folder.
+    """
+    root = reader["source"]
+    exts = files.extensions(reader_options(reader))
+    try:
+        counts = files.imagefolder_counts(root, exts)
+    except files.SourceError:
+        raise _missing_file(reader, root) from None
+    if [c for c, _ in counts] != list(reader["classes"]):
+        raise ValueError("image folder %s now has classes %s but reader %s was registered with %s; register the "
+                         "reader again" % (root, ", ".join(c for c, _ in counts)[:200], reader["reader_id"],
+                                           ", ".join(reader["classes"])[:200]))
+    _check_count(reader, root, sum(n for _, n in counts))
+    offsets = np.cumsum([0] + [n for _, n in counts])
+    listed: tuple[int, list[str]] = (-1, [])
+    for b in blocks:
+        start, stop = block_range(reader, b)
+        xs, ys = [], []
+        c = int(np.searchsorted(offsets, start, side="right")) - 1
+        pos = start
+        while pos < stop:
+            while offsets[c + 1] <= pos:
+                c += 1
+            if listed[0] != c:
+                listed = (c, files.imagefolder_files(root, counts[c][0], exts))
+            names = listed[1]
+            if len(names) != counts[c][1]:
+                raise ValueError("class folder %s of reader %s changed while it was read" % (counts[c][0],
+                                                                                              reader["reader_id"]))
+            upto = min(stop, int(offsets[c + 1]))
+            for name in names[pos - int(offsets[c]):upto - int(offsets[c])]:
+                with open(os.path.join(root, name), "rb") as f:
+                    xs.append(f.read())
+                ys.append(c)
+            pos = upto
+        yield b, xs, np.asarray(ys, dtype=np.int32)
+
+
+# -- Hugging Face datasets saved to disk ---------------------------------------------------------
+
+def open_hf_dataset(path: str, split: str | None, reader_id: str = "?"):
+    """A ``datasets.Dataset`` from ``save_to_disk`` output (a Dataset or one split of a DatasetDict)."""
+    try:
+        import datasets
+    except ImportError as e:
+        raise ValueError("reader %s reads a Hugging Face dataset, which needs the datasets package on the worker "
+                         "(%s); install it with pip install 'shift[hf]'" % (reader_id, e)) from None
+    datasets.disable_progress_bars()  # worker logs are read line by line
+    datasets.utils.logging.set_verbosity_warning()
+    if not os.path.isdir(path):
+        raise ValueError("dataset directory %s of reader %s does not exist on this worker; copy it there or "
+                         "register the reader again with a path every worker can read" % (path, reader_id))
+    try:
+        ds = datasets.load_from_disk(path)
+    except (FileNotFoundError, ValueError) as e:
+        raise ValueError("%s is not a dataset written by save_to_disk (%s)" % (path, str(e).splitlines()[0])) from None
+    if isinstance(ds, datasets.DatasetDict):
+        if split is None and len(ds) == 1:
+            split = next(iter(ds))
+        if split not in ds:
+            raise ValueError("dataset %s has splits %s; name one as the reader's split" % (path, ", ".join(ds)))
+        ds = ds[split]
+    elif split is not None and ds.split is not None and str(ds.split) != split:
+        raise ValueError("dataset %s holds split %s, not %s" % (path, ds.split, split))
+    return ds
+
+
+HF_X_NAMES = ("image", "img", "pixel_values", "text", "sentence", "x", "features")
+
+
+def hf_columns(ds, x_column: str | None, y_column: str, path: str) -> tuple[str, str]:
+    cols = list(ds.column_names)
+    if y_column not in cols:
+        raise ValueError("dataset %s has no label column %r; its columns are %s" % (path, y_column, ", ".join(cols)))
+    if x_column is None:
+        others = [c for c in cols if c != y_column]
+        x_column = others[0] if len(others) == 1 else next((c for c in HF_X_NAMES if c in others), None)
+        if x_column is None:
+            raise ValueError("dataset %s has columns %s; name the sample column as the reader's x_column"
+                             % (path, ", ".join(cols)))
+    elif x_column not in cols:
+        raise ValueError("dataset %s has no column %r; its columns are %s" % (path, x_column, ", ".join(cols)))
+    return x_column, y_column
+
+
+def hf_x_input(feature) -> str | None:
+    """The modality a datasets feature holds, where it says."""
+    kind = type(feature).__name__
+    if kind == "Image":
+        return "Vision"
+    if kind == "Value" and getattr(feature, "dtype", "") in ("string", "large_string"):
+        return "Text"
+    return None
+
+
+def describe_hf(path: str, options: dict, reader_id: str = "?") -> dict:
+    """Sample count, classes, columns and modality of a saved dataset (registration asks a worker for these)."""
+    from pyfuncs.registry import label_order
+
+    ds = open_hf_dataset(path, options.get("split"), reader_id)
+    x_col, y_col = hf_columns(ds, options.get("x_column"), options.get("y_column", "label"), path)
+    feature = ds.features[y_col]
+    by_index = type(feature).__name__ == "ClassLabel"
+    if by_index:
+        classes = list(feature.names)
+    else:
+        values = ds.unique(y_col)
+        if any(v is None for v in values):
+            raise ValueError("dataset %s has samples without a label in column %s" % (path, y_col))
+        classes = sorted({str(v) for v in values}, key=label_order)
+    return dict(num_samples=len(ds), classes=classes, x_column=x_col, y_column=y_col,
+                input=hf_x_input(ds.features[x_col]), by_index=by_index)
+
+
+def iter_hf_blocks(reader: dict, blocks: list[int]) -> Iterator[Block]:
+    """Rows of a memory-mapped Arrow dataset; images are passed on encoded, as stored."""
+    import datasets
+
+    opts = reader_options(reader)
+    path = reader["source"]
+    ds = open_hf_dataset(path, opts.get("split"), reader["reader_id"])
+    x_col, y_col = hf_columns(ds, opts.get("x_column"), opts.get("y_column", "label"), path)
+    _check_count(reader, path, len(ds))
+    is_image = type(ds.features[x_col]).__name__ == "Image"
+    by_index = type(ds.features[y_col]).__name__ == "ClassLabel"
+    if is_image:
+        ds = ds.cast_column(x_col, datasets.Image(decode=False))
+    ds = ds.with_format("numpy", columns=[x_col, y_col])
+    index = class_index(reader)
+    shape = sample_shape(reader)
+    for b in blocks:
+        start, stop = block_range(reader, b)
+        rows = ds[start:stop]
+        xs, ys = rows[x_col], rows[y_col]
+        if is_image:
+            xs = [_image_bytes(v, path) for v in xs]
+        elif shape and isinstance(xs, np.ndarray) and xs.dtype != object:
+            xs = xs.reshape((stop - start,) + shape)
+        elif isinstance(xs, np.ndarray) and xs.dtype == object:
+            xs = list(xs)
+        if by_index:
+            ids = np.asarray(ys, dtype=np.int32)
+            if ids.size and (ids.min() < 0 or ids.max() >= len(reader["classes"])):
+                raise ValueError("reader %s has samples without a label (class -1) in block %d"
+                                 % (reader["reader_id"], b))
+        else:
+            ids = label_ids(reader, ys, index)
+        yield b, xs, ids
+
+
+def _image_bytes(value, path: str) -> bytes:
+    if value.get("bytes") is not None:
+        return value["bytes"]
+    with open(value["path"] if os.path.isabs(value["path"]) else os.path.join(path, value["path"]), "rb") as f:
+        return f.read()
+
+
+# -- TFDS prepared directories ---------------------------------------------------------------------
+
+def iter_tfds_blocks(reader: dict, blocks: list[int]) -> Iterator[Block]:
+    """Examples of one split, shard by shard in record order; images are passed on encoded."""
+    opts = reader_options(reader)
+    path = reader["source"]
+    from .models import import_tensorflow
+
+    try:
+        tf = import_tensorflow()
+        import tensorflow_datasets as tfds
+    except ImportError as e:
+        raise ValueError("reader %s reads a TFDS directory, which needs tensorflow-datasets on the worker (%s); "
+                         "install it with pip install 'shift[tf]'" % (reader["reader_id"], e)) from None
+    if not os.path.isdir(path):
+        raise _missing_file(reader, path)
+    logging.getLogger("absl").setLevel(logging.WARNING)  # tfds logs every dataset it opens
+    x_key, y_key, split = opts["x_key"], opts["y_key"], opts["split"]
+    builder = tfds.builder_from_directory(path)
+    decoders = {x_key: tfds.decode.SkipDecoding()} if files.tfds_feature_kind(
+        files.tfds_info(path)["features"].get(x_key)) == "Image" else None
+    with tf.device("/CPU:0"):
+        ds = builder.as_dataset(split=split, shuffle_files=False, decoders=decoders,
+                                read_config=tfds.ReadConfig(interleave_cycle_length=1))
+        ds = ds.map(lambda ex: (ex[x_key], ex[y_key]))
+        examples = iter(tfds.as_numpy(ds))
+        index = class_index(reader)
+        by_index = opts.get("labels") == "index"
+        shape = sample_shape(reader)
+        text = reader.get("input") == "Text"
+        pos = 0
+        for b in blocks:
+            start, stop = block_range(reader, b)
+            for _ in itertools.islice(examples, start - pos):
+                pass
+            got = list(itertools.islice(examples, stop - start))
+            pos = stop
+            if len(got) != stop - start:
+                raise ValueError("split %s of %s now has fewer samples than the %d reader %s was registered with; "
+                                 "register the reader again" % (split, path, int(reader["num_samples"]),
+                                                                reader["reader_id"]))
+            xs = [x for x, _ in got]
+            if text:
+                xs = [x.decode("utf-8") if isinstance(x, bytes) else str(x) for x in xs]
+            elif xs and not isinstance(xs[0], bytes):
+                xs = np.stack(xs)
+                if shape:
+                    xs = xs.reshape((stop - start,) + shape)
+            ys = [y for _, y in got]
+            ids = np.asarray(ys, dtype=np.int32) if by_index else label_ids(
+                reader, [y.decode("utf-8") if isinstance(y, bytes) else y for y in ys], index)
+            yield b, xs, ids
+
+
+READERS = {
+    "sql": None,  # needs the connection: see iter_blocks
+    "npz": iter_npz_blocks,
+    "npy": iter_npy_blocks,
+    "csv": iter_csv_blocks,
+    "imagefolder": iter_imagefolder_blocks,
+    "hf": iter_hf_blocks,
+    "tfds": iter_tfds_blocks,
+}
+
+
 def iter_blocks(reader: dict, blocks: Iterable[int], conn=None) -> Iterator[Block]:
     """Yield ``(block, xs, y_ids)`` for the requested blocks of a reader, in increasing order.
 
-    ``xs`` is a numpy array (npz) or a list of raw samples (sql); ``y_ids`` are int32
-    class ids. ``conn`` (SQL readers only) is a psycopg 3 connection, or a conninfo string
-    to open one; the blocks are read inside a transaction on it, so it must be a
-    connection the caller does not commit on while iterating.
+    ``xs`` is a numpy array (numeric samples) or a list of raw samples (encoded images,
+    texts, mixed shapes); ``y_ids`` are int32 class ids. ``conn`` (SQL readers only) is a
+    psycopg 3 connection, or a conninfo string to open one; the blocks are read inside a
+    transaction on it, so it must be a connection the caller does not commit on while
+    iterating.
     """
     wanted = wanted_blocks(reader, blocks)
     kind = reader["kind"]
-    if kind == "npz":
-        return iter_npz_blocks(reader, wanted)
     if kind == "sql":
         return iter_sql_blocks(reader, wanted, conn)
-    raise ValueError("reader %s has kind %r, which this worker cannot read; supported kinds: npz, sql"
-                     % (reader["reader_id"], kind))
+    if kind not in READERS:
+        raise ValueError("reader %s has kind %r, which this worker cannot read; supported kinds: %s"
+                         % (reader["reader_id"], kind, ", ".join(READERS)))
+    return READERS[kind](reader, wanted)

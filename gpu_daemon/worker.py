@@ -21,6 +21,7 @@ from psycopg.types.json import Jsonb
 
 from pyfuncs import proxies
 
+from . import describe
 from . import readers as reader_io
 from .models import load_model
 
@@ -137,7 +138,7 @@ class Worker:
         self._current = task_id
         started = time.perf_counter()
         try:
-            run = {"inference": self.run_inference, "proxy": self.run_proxy}.get(kind)
+            run = {"inference": self.run_inference, "proxy": self.run_proxy, "describe": self.run_describe}.get(kind)
             if run is None:
                 raise ValueError("this worker does not run %s tasks yet" % kind)
             run(task_id, payload)
@@ -176,16 +177,21 @@ class Worker:
             return self._models[model_id], 0.0
         row = self._row("models", "model_id", model_id)
         started = time.perf_counter()
-        model = load_model(row, self.device)
+        try:
+            model = load_model(row, self.device)
+        except Exception as e:
+            describe.record_failure(self.conn, model_id, e)
+            raise
         load_seconds = time.perf_counter() - started
         self._models[model_id] = model
         while len(self._models) > self.max_loaded_models:
             self._models.popitem(last=False)
-        self.conn.execute(
-            "UPDATE shift.models SET num_params = coalesce(num_params, %s), feature_dim = coalesce(feature_dim, %s), "
-            "input_size = coalesce(input_size, %s) WHERE model_id = %s",
-            (model.num_params, model.feature_dim, model.input_size, model_id))
+        describe.record_model(self.conn, model_id, model)
         return model, load_seconds
+
+    def run_describe(self, task_id, payload):
+        """Load a model and record what the library knows, or why it fails; or count a reader."""
+        describe.run(self.conn, task_id, payload, self.device, load=lambda m: self._model(m)[0])
 
     def run_inference(self, task_id, payload):
         model_id, reader_id = payload["model_id"], payload["reader_id"]

@@ -59,7 +59,7 @@ def resolve_reader(db, name):
 
 @_sql_errors
 def score(db, scorer_name, params, model_ids, test_reader, train_reader, top_k=None, descending=False):
-    scorer = scorers.get(scorer_name or "")
+    scorer = scorers.get_model_scorer(scorer_name or "")
     given = json.loads(params) if isinstance(params, str) else (params or {})
     if not isinstance(given, dict):
         raise ShiftError("scorer parameters must be a json object", INVALID_PARAMETER)
@@ -88,32 +88,85 @@ def score(db, scorer_name, params, model_ids, test_reader, train_reader, top_k=N
     return [(m, values[m]) for m in survivors(values, top_k, bool(descending))]
 
 
-def _translation(text):
-    from .shiftql.translate import translate as shiftql_translate
-    return shiftql_translate(text)
-
-
 @_sql_errors
 def translate(db, text):
-    return _translation(text).sql
+    from .shiftql import run
+    return run.translation(db, text).sql
 
 
 @_sql_errors
 def query(db, text):
-    translation = _translation(text)
-    rows = db.execute(translation.sql)
-    out = []
-    for rank, row in enumerate(rows, start=1):
-        row = dict(row)
-        model_id, value = row.pop("model_id", None), row.pop("score", None)
-        out.append((rank, model_id, value, json.dumps(row, default=str)))
-    return out
+    from .shiftql import run
+    return run.run(db, text)
 
 
 def scorers_table():
     return [(s.name, s.proxy, s.higher_is_better,
              json.dumps({p.name: {"type": p.type.__name__, "default": p.default, "description": p.description}
                          for p in s.params}),
-             s.description)
+             s.description, s.kind)
             for s in scorers.REGISTRY.values()]
 
+
+
+# -- registration: more model sources and readers ---------------------------------------------------
+
+@_sql_errors
+def register_models(db, models, source, describe):
+    return registry.register_models(db, models, source, True if describe is None else describe)
+
+
+@_sql_errors
+def describe_models(db, model_ids):
+    return registry.describe_models(db, model_ids)
+
+
+@_sql_errors
+def register_npy_reader(db, *args):
+    return registry.register_npy_reader(db, *args)
+
+
+@_sql_errors
+def register_csv_reader(db, *args):
+    return registry.register_csv_reader(db, *args)
+
+
+@_sql_errors
+def register_imagefolder_reader(db, *args):
+    return registry.register_imagefolder_reader(db, *args)
+
+
+@_sql_errors
+def register_tfds_reader(db, *args):
+    return registry.register_tfds_reader(db, *args)
+
+
+@_sql_errors
+def register_hf_reader(db, *args):
+    return registry.register_hf_reader(db, *args)
+
+
+# -- SHiFT-QL views and explain ------------------------------------------------------------------------
+
+@_sql_errors
+def explain(db, text):
+    from .shiftql import run
+    return run.explain(db, text)
+
+
+@_sql_errors
+def drop_view(db, name, cascade):
+    from .shiftql import run
+    run.drop_view(db, name, bool(cascade))
+
+
+@_sql_errors
+def dataset_similarity(db, metric, params, reader_ids, target_reader):
+    from . import datasim
+    return datasim.dataset_similarity(db, metric, params, reader_ids, target_reader, resolve_reader)
+
+
+@_sql_errors
+def benchmark_scores(db, scorer, params, model_ids, reader_ids):
+    from . import datasim
+    return datasim.benchmark_scores(db, scorer, params, model_ids, reader_ids)

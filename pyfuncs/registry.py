@@ -1,13 +1,16 @@
 """Registration of models and readers: validate everything, then one INSERT.
 
 A registration either lands whole or raises before writing anything, so no
-half-registered object remains.
+half-registered object remains. Bulk registration (:func:`register_models`) applies
+this per model and reports each model's outcome instead of stopping at the first.
 """
 
+import hashlib
 import json
 import os
+import re
 
-from . import errors
+from . import errors, files, queue
 from .errors import DUPLICATE_OBJECT, INVALID_PARAMETER, UNDEFINED_FILE, ShiftError
 
 SOURCES = {
@@ -18,6 +21,7 @@ SOURCES = {
     "tfhub": "tensorflow",
     "onnx": "onnx",
 }
+MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/@+-]*$")  # the CHECK of shift.models.model_id
 INPUTS = {"vision": "Vision", "image": "Vision", "text": "Text", "tabular": "Tabular", "audio": "Audio"}
 
 
@@ -43,6 +47,9 @@ def register_model(db, model_id, source, locator, checkpoint=None, input="Vision
                    architecture=None, options=None):
     if not model_id:
         raise ShiftError("model id must not be empty", INVALID_PARAMETER)
+    if not MODEL_ID.match(model_id):
+        raise ShiftError("model id %r may hold letters, digits and _.:/@+- and must start with a letter or digit"
+                         % model_id, INVALID_PARAMETER)
     src = (source or "").strip().lower()
     if src not in SOURCES:
         raise errors.unknown("model source", source or "", list(SOURCES))
@@ -119,7 +126,7 @@ def register_sql_reader(db, reader_id, query, input="Vision", options=None, bloc
                          exp.func("array_agg", exp.Distinct(expressions=[exp.cast(exp.column("y"), "text")])).as_("c")
                          ).from_(tree.subquery("r"))
     row = db.one(wrapped.sql(dialect="postgres"))
-    classes = sorted(row["c"] or [], key=_label_key)
+    classes = sorted(row["c"] or [], key=label_order)
     if any(c is None for c in classes):
         raise ShiftError("reader %s has samples without a label" % reader_id, INVALID_PARAMETER)
     return _insert_reader(db, reader_id, "sql", query, parse_options(options), input, row["n"], classes, block_size)
@@ -130,8 +137,7 @@ def register_npz_reader(db, reader_id, path, x_key="x", y_key="y", input="Vision
     import numpy as np
 
     _check_new_reader(db, reader_id, block_size)
-    if not path or not os.path.isabs(path):
-        raise ShiftError("npz path of %s must be absolute, not %r" % (reader_id, path), INVALID_PARAMETER)
+    _require_file_access(db, reader_id, path, "npz")
     try:
         data = np.load(path, mmap_mode="r", allow_pickle=False)
     except FileNotFoundError:
@@ -148,18 +154,352 @@ def register_npz_reader(db, reader_id, path, x_key="x", y_key="y", input="Vision
             raise ShiftError("npz file %s has no array %s" % (path, missing[0]), INVALID_PARAMETER,
                              hint="arrays in the file: %s" % ", ".join(data.files))
         y = np.asarray(data[y_key])
-        n_x = data[x_key].shape[0]
+        n_x = _npz_rows(data, x_key)
     if y.ndim != 1 or len(y) != n_x:
         raise ShiftError("npz file %s: %s has %d samples but %s has shape %s" % (path, x_key, n_x, y_key, y.shape),
                          INVALID_PARAMETER)
-    classes = sorted({str(v) for v in y.tolist()}, key=_label_key)
+    classes = sorted({str(v) for v in y.tolist()}, key=label_order)
     opts = dict(parse_options(options), x_key=x_key, y_key=y_key)
     return _insert_reader(db, reader_id, "npz", path, opts, input, len(y), classes, block_size)
 
 
-def _label_key(label):
+def _npz_rows(data, key):
+    """Rows of one array of an open .npz, from its header alone (numpy would read the whole member)."""
+    import numpy as np
+
+    with data.zip.open(key + ".npy") as f:
+        version = np.lib.format.read_magic(f)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape = read(f)[0]
+    return shape[0] if shape else 0
+
+
+def label_order(label):
     """Numeric labels in numeric order, then text labels in text order."""
     try:
         return (0, float(label), "")
     except (TypeError, ValueError):
         return (1, 0.0, str(label))
+
+
+# -- files the server reads ---------------------------------------------------------------------
+
+def _require_file_access(db, reader_id, path, what):
+    """Registration reads the file as the server's OS user: only roles trusted with server files may ask."""
+    if not path or not os.path.isabs(path):
+        raise ShiftError("%s path of %s must be absolute, not %r" % (what, reader_id, path), INVALID_PARAMETER)
+    row = db.one("SELECT pg_catalog.pg_has_role(current_user, 'pg_read_server_files', 'MEMBER') AS ok")
+    if not row["ok"]:
+        raise ShiftError("permission denied to read server file %s for reader %s" % (path, reader_id), "42501",
+                         detail="readers over files are read with the server's and the workers' file access",
+                         hint="a superuser can GRANT pg_read_server_files TO the role, or use a SQL reader")
+
+
+def _file_error(reader_id, path, e):
+    if isinstance(e, FileNotFoundError):
+        return ShiftError("file %s of reader %s does not exist" % (path, reader_id), UNDEFINED_FILE)
+    if isinstance(e, PermissionError):
+        return ShiftError("file %s of reader %s is not readable by the server" % (path, reader_id), "42501",
+                          hint="make it readable by the database's OS user")
+    return ShiftError("file %s of reader %s cannot be read" % (path, reader_id), INVALID_PARAMETER,
+                      detail=str(e).splitlines()[0] if str(e) else type(e).__name__)
+
+
+def _classes_or_error(reader_id, labels):
+    if "" in labels or None in labels:
+        raise ShiftError("reader %s has samples without a label" % reader_id, INVALID_PARAMETER)
+    return sorted(labels, key=label_order)
+
+
+def _input_or(input, default):
+    return normalise_input(input) if input else default
+
+
+# -- more readers ------------------------------------------------------------------------------------
+
+def register_npy_reader(db, reader_id, x_path, y_path, input="Vision", options=None, block_size=1024):
+    """A reader over two .npy files: samples (first axis) and labels."""
+    import numpy as np
+
+    _check_new_reader(db, reader_id, block_size)
+    arrays = []
+    for path in (x_path, y_path):
+        _require_file_access(db, reader_id, path, "npy")
+        try:
+            arrays.append(np.load(path, mmap_mode="r", allow_pickle=False))
+        except (OSError, ValueError) as e:
+            raise _file_error(reader_id, path, e) from None
+    x, y = arrays
+    if x.ndim == 0 or y.ndim != 1 or len(y) != x.shape[0]:
+        raise ShiftError("npy files of %s: %s has shape %s but %s has shape %s" % (reader_id, x_path, x.shape,
+                                                                                   y_path, y.shape),
+                         INVALID_PARAMETER, hint="labels are a 1-D array with one entry per sample")
+    classes = sorted({str(v) for v in np.asarray(y).tolist()}, key=label_order)
+    opts = dict(parse_options(options), y_path=y_path)
+    return _insert_reader(db, reader_id, "npy", x_path, opts, _input_or(input, "Vision"), len(y), classes,
+                          block_size)
+
+
+def register_csv_reader(db, reader_id, path, label_column="label", x_columns=None, input=None, options=None,
+                        block_size=1024):
+    """A reader over a CSV file with a header row, in file order.
+
+    The sample is the numeric columns other than the label (Tabular, the default), or a
+    single column holding text (Text) or an image path relative to the file (Vision);
+    without ``input`` the first row decides. Options: ``delimiter``, ``quotechar``,
+    ``encoding``; a name ending in .gz is read gunzipped.
+    """
+    _check_new_reader(db, reader_id, block_size)
+    _require_file_access(db, reader_id, path, "csv")
+    opts = parse_options(options)
+    try:
+        n, labels, names, first = files.csv_summary(path, label_column or "label", list(x_columns or []) or None,
+                                                    opts)
+    except files.SourceError as e:
+        raise ShiftError(str(e), INVALID_PARAMETER) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise _file_error(reader_id, path, e) from None
+    kind = _input_or(input, files.guess_csv_input(first, len(names)))
+    if kind in ("Vision", "Text") and len(names) != 1:
+        raise ShiftError("csv reader %s with input %s needs exactly one sample column, not %d"
+                         % (reader_id, kind, len(names)), INVALID_PARAMETER, hint="name it in x_columns")
+    if kind == "Tabular":
+        for name, value in zip(names, first):
+            try:
+                float(value)
+            except ValueError:
+                raise ShiftError("column %s of csv file %s holds %r, not a number" % (name, path, value),
+                                 INVALID_PARAMETER,
+                                 hint="list the numeric columns in x_columns, or set input to Text or Vision") \
+                    from None
+    opts.update(label_column=label_column or "label", x_columns=names)
+    return _insert_reader(db, reader_id, "csv", path, opts, kind, n, _classes_or_error(reader_id, labels),
+                          block_size)
+
+
+def register_imagefolder_reader(db, reader_id, path, options=None, block_size=1024):
+    """A reader over image files in one subfolder per class (torchvision ImageFolder layout and order)."""
+    _check_new_reader(db, reader_id, block_size)
+    _require_file_access(db, reader_id, path, "image folder")
+    opts = parse_options(options)
+    try:
+        counts = files.imagefolder_counts(path, files.extensions(opts))
+    except files.SourceError as e:
+        raise ShiftError(str(e), UNDEFINED_FILE) from None
+    except OSError as e:
+        raise _file_error(reader_id, path, e) from None
+    if not counts:
+        raise ShiftError("image folder %s has no class subfolders" % path, INVALID_PARAMETER,
+                         hint="put each class's images in a subfolder named after the class")
+    return _insert_reader(db, reader_id, "imagefolder", path, opts, "Vision", sum(n for _, n in counts),
+                          [c for c, _ in counts], block_size)
+
+
+def register_tfds_reader(db, reader_id, path, split="train", x_key=None, y_key=None, input=None, options=None,
+                         block_size=1024):
+    """A reader over one split of a TFDS prepared directory (``<data_dir>/<name>/<version>``).
+
+    The sample and label features default to the dataset's supervised keys; the label
+    must be a ClassLabel, whose names become the classes in index order.
+    """
+    _check_new_reader(db, reader_id, block_size)
+    _require_file_access(db, reader_id, path, "tfds")
+    try:
+        info = files.tfds_info(path)
+    except files.SourceError as e:
+        raise ShiftError(str(e), UNDEFINED_FILE) from None
+    except OSError as e:
+        raise _file_error(reader_id, path, e) from None
+    split = split or "train"
+    if split not in info["splits"]:
+        raise ShiftError("tfds dataset %s has no split %r" % (path, split), INVALID_PARAMETER,
+                         hint="its splits are %s" % ", ".join(info["splits"]))
+    feats = info["features"]
+    sup = info["supervised"]
+    x_key = x_key or (sup[0] if len(sup) == 2 else "image")
+    y_key = y_key or (sup[1] if len(sup) == 2 else "label")
+    for key in (x_key, y_key):
+        if key not in feats:
+            raise ShiftError("tfds dataset %s has no feature %r" % (path, key), INVALID_PARAMETER,
+                             hint="its features are %s" % ", ".join(feats))
+    if files.tfds_feature_kind(feats[y_key]) != "ClassLabel":
+        raise ShiftError("label feature %s of tfds dataset %s is not a ClassLabel" % (y_key, path), INVALID_PARAMETER,
+                         hint="name a ClassLabel feature in y_key")
+    classes = files.tfds_class_names(path, y_key, feats[y_key])
+    x_kind = files.tfds_feature_kind(feats[x_key])
+    guessed = {"Image": "Vision", "Text": "Text"}.get(x_kind, "Tabular")
+    opts = dict(parse_options(options), split=split, x_key=x_key, y_key=y_key, labels="index")
+    return _insert_reader(db, reader_id, "tfds", path, opts, _input_or(input, guessed), info["splits"][split],
+                          classes, block_size)
+
+
+def register_hf_reader(db, reader_id, path, x_column=None, y_column="label", split=None, input=None, options=None,
+                       block_size=1024):
+    """A reader over a Hugging Face ``datasets`` dataset written by ``save_to_disk``.
+
+    Counting its rows and listing its labels needs pyarrow and datasets, which the
+    server does not have, so a worker does it: registration enqueues a describe task,
+    waits for it like a query does (a live worker is needed; statement_timeout and cancel
+    work), and then inserts the row in the caller's transaction. A ClassLabel label
+    column gives the classes in index order; other labels are mapped by their text.
+    """
+    _check_new_reader(db, reader_id, block_size)
+    _require_file_access(db, reader_id, path, "dataset")
+    opts = dict(parse_options(options), y_column=y_column or "label")
+    if x_column:
+        opts["x_column"] = x_column
+    if split:
+        opts["split"] = split
+    result = describe_reader(db, "hf", path, opts)
+    opts.update(x_column=result["x_column"], y_column=result["y_column"])
+    if result.get("labels") == "index":
+        opts["labels"] = "index"
+    return _insert_reader(db, reader_id, "hf", path, opts, _input_or(input, result.get("input") or "Vision"),
+                          result["num_samples"], result["classes"], block_size)
+
+
+def describe_reader(db, kind, source, options):
+    """Ask a worker for a reader's sample count and classes; wait for the answer."""
+    queue.require_read_committed(db)
+    queue.require_live_worker(db)
+    spec = {"kind": kind, "source": source, "options": options}
+    key = "describe/reader/%s" % hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:20]
+    ids = queue.enqueue(db, [("describe", key, {"reader": spec}, [])], [], [])
+    queue.wait(db, ids)
+    row = db.one("SELECT payload->'result' AS r FROM shift.tasks WHERE task_id = $1", ["bigint"], [ids[0]])
+    result = json.loads(row["r"]) if row and isinstance(row["r"], str) else (row or {}).get("r")
+    if not result:
+        raise ShiftError("the describe task of %s finished without an answer" % source, "XX000")
+    return result
+
+
+# -- bulk registration and the describe step ------------------------------------------------------
+
+MODEL_FIELDS = ("model_id", "source", "locator", "checkpoint", "input", "upstream_dataset", "upstream_accuracy",
+                "num_params", "feature_dim", "input_size", "architecture", "options")
+
+
+def model_id_from_locator(locator):
+    """A model id from a locator: a URL without scheme and host, a file or folder name, else the locator.
+
+    ``https://tfhub.dev/google/imagenet/resnet_v2_50/feature_vector/5`` gives
+    ``google/imagenet/resnet_v2_50/feature_vector/5``; ``/models/encoder.onnx`` gives ``encoder``.
+    """
+    text = (locator or "").strip()
+    url = re.match(r"^[a-z][a-z0-9+.-]*://[^/]+/(.*)$", text, re.I)
+    if url:
+        text = re.sub(r"^models/", "", url.group(1)).strip("/")
+    elif text.startswith(("/", "./", "../", "~")):
+        text = os.path.basename(text.rstrip("/"))
+        stem, ext = os.path.splitext(text)
+        text = stem if ext.lower() in (".onnx", ".pt", ".pth", ".ts", ".jit", ".pb", ".bin", ".safetensors") else text
+    text = re.sub(r"[^A-Za-z0-9_.:/@+-]", "_", text)
+    return re.sub(r"^[^A-Za-z0-9]+", "", text)
+
+
+def describe_key(model_id):
+    return "describe/model/%s" % model_id
+
+
+_QUEUE_DESCRIBE = """
+INSERT INTO shift.tasks AS t (kind, key, payload) VALUES ('describe', $1, $2)
+ON CONFLICT (key) DO UPDATE SET status = 'queued', attempts = 0, error = NULL, progress = 0, worker_id = NULL,
+    lease_until = NULL, payload = EXCLUDED.payload
+WHERE t.status IN ('done', 'failed')
+"""
+
+
+def register_models(db, models, source=None, describe=True):
+    """Register many models in one call; return (model_id, status, error) per entry.
+
+    ``models`` is a json array whose entries are objects with ``shift.register_model``'s
+    argument names, or plain locator strings; ``source`` applies to entries without one,
+    and an entry without ``model_id`` gets one from its locator (:func:`model_id_from_locator`).
+
+    Why registration and reachability are two steps: registration runs inside the
+    database, which has neither the frameworks nor, often, the network or the files a
+    worker has, so it can only check what the row says (source, locator, values, a free
+    id). Each entry is registered in a subtransaction of its own, so a bad entry is
+    reported with status ``rejected`` and its error while the others land. Whether a
+    model can be *reached* (its hub handle resolves, its file exists on the workers, the
+    library can build it) only a worker can tell, by loading it. So each registered model
+    also gets a ``describe`` task (status ``pending``), committed with the rows: a worker
+    loads the model, fills in the metadata the library knows (parameters, feature
+    dimension, input size and normalisation, modality, classes, upstream dataset and
+    accuracy where given) and records ``loaded_at``, or records why it failed in
+    ``shift.models.load_error``. A model that cannot be reached yet stays registered:
+    ``shift.model_status`` shows each model as pending, ready or failed with the reason,
+    and ``shift.describe_models()`` tries the failed ones again and waits for the answer.
+    """
+    entries = json.loads(models) if isinstance(models, str) else models
+    if not isinstance(entries, list):
+        raise ShiftError("models must be a json array, not %s" % type(entries).__name__, INVALID_PARAMETER,
+                         hint='e.g. \'[{"model_id": "m1", "source": "timm", "locator": "resnet18"}]\'')
+    out = []
+    queued = False
+    for i, entry in enumerate(entries, start=1):
+        if isinstance(entry, str):
+            entry = {"locator": entry}
+        if not isinstance(entry, dict):
+            out.append((None, "rejected", "entry %d is %s, not an object or a locator string"
+                        % (i, type(entry).__name__)))
+            continue
+        args = dict(entry)
+        args.setdefault("source", source)
+        if not args.get("model_id"):
+            args["model_id"] = model_id_from_locator(args.get("locator"))
+        model_id = args["model_id"]
+        unknown = sorted(set(args) - set(MODEL_FIELDS))
+        if unknown:
+            out.append((model_id, "rejected", "entry %d has unknown key %s; keys are %s"
+                        % (i, unknown[0], ", ".join(MODEL_FIELDS))))
+            continue
+        if not args.get("input"):
+            args["input"] = "Vision"
+        try:
+            with db.plpy.subtransaction():
+                register_model(db, **args)
+                if describe:
+                    db.execute(_QUEUE_DESCRIBE, ["text", "jsonb"],
+                               [describe_key(model_id), json.dumps({"model_id": model_id})])
+        except ShiftError as e:
+            out.append((model_id, "rejected", e.message + ("; " + e.hint if e.hint else "")))
+        except db.plpy.SPIError as e:
+            out.append((model_id, "rejected", str(e).splitlines()[0]))
+        else:
+            queued = queued or describe
+            out.append((model_id, "pending" if describe else "registered", None))
+    if queued:
+        db.execute("NOTIFY shift_tasks")
+    return out
+
+
+def describe_models(db, model_ids=None):
+    """Load models on a worker now and return (model_id, status, error) for each.
+
+    Without ids: every model not loaded yet or whose last load failed. Waits like a
+    query (a live worker is needed; statement_timeout and cancel work). A model that
+    fails to load is reported, not raised: its status is ``failed`` and the error says why.
+    """
+    queue.require_read_committed(db)
+    if model_ids is None:
+        rows = db.execute("SELECT model_id FROM shift.models WHERE loaded_at IS NULL OR load_error IS NOT NULL "
+                          "ORDER BY model_id")
+        ids = [r["model_id"] for r in rows]
+    else:
+        ids = list(dict.fromkeys(m for m in model_ids if m is not None))
+        known = {r["model_id"] for r in db.execute("SELECT model_id FROM shift.models WHERE model_id = ANY($1)",
+                                                   ["text[]"], [ids])}
+        for m in ids:
+            if m not in known:
+                raise errors.unknown("model", m, [r["model_id"] for r in
+                                                  db.execute("SELECT model_id FROM shift.models")])
+    if not ids:
+        return []
+    queue.require_live_worker(db)
+    planned = [("describe", describe_key(m), {"model_id": m}, []) for m in ids]
+    queue.wait(db, queue.enqueue(db, planned, ids, []))
+    rows = db.execute("SELECT model_id, status, error FROM shift.model_status WHERE model_id = ANY($1)",
+                      ["text[]"], [ids])
+    got = {r["model_id"]: (r["model_id"], r["status"], r["error"]) for r in rows}
+    return [got[m] for m in ids if m in got]

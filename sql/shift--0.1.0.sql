@@ -20,6 +20,11 @@ CREATE TABLE shift.models (
     upstream_dataset  text,
     upstream_accuracy double precision CHECK (upstream_accuracy BETWEEN 0 AND 1),
     options           jsonb NOT NULL DEFAULT '{}',
+    num_classes       integer CHECK (num_classes > 0),          -- width of the source-task logits
+    input_mean        double precision[],                        -- per-channel normalisation of image inputs
+    input_std         double precision[],
+    loaded_at         timestamptz,  -- when a worker last loaded it and filled in what the library knows
+    load_error        text,         -- why the last load failed (NULL once it loads)
     tans_embedding    vector,
     fennec_embedding  vector,
     registered_at     timestamptz NOT NULL DEFAULT now()
@@ -28,7 +33,7 @@ COMMENT ON TABLE shift.models IS 'the Models view: one row per pre-trained model
 
 CREATE TABLE shift.readers (
     reader_id     text PRIMARY KEY CHECK (reader_id ~ '^[A-Za-z_][A-Za-z0-9_]*$'),
-    kind          text NOT NULL CHECK (kind IN ('sql', 'npz')),
+    kind          text NOT NULL CHECK (kind IN ('sql', 'npz', 'npy', 'csv', 'imagefolder', 'hf', 'tfds')),
     source        text NOT NULL,
     options       jsonb NOT NULL DEFAULT '{}',
     input         text NOT NULL DEFAULT 'Vision' CHECK (input IN ('Vision', 'Text', 'Tabular', 'Audio')),
@@ -88,7 +93,7 @@ COMMENT ON COLUMN shift.scores.fidelity IS 'number of training samples the value
 
 CREATE TABLE shift.tasks (
     task_id      bigserial PRIMARY KEY,
-    kind         text NOT NULL CHECK (kind IN ('inference', 'proxy', 'datasim', 'finetune')),
+    kind         text NOT NULL CHECK (kind IN ('inference', 'proxy', 'datasim', 'finetune', 'describe')),
     key          text NOT NULL UNIQUE,   -- identical work from concurrent queries shares one row
     payload      jsonb NOT NULL,
     depends_on   bigint[] NOT NULL DEFAULT '{}',
@@ -351,7 +356,7 @@ EXCEPTION WHEN OTHERS THEN
 END
 $$;
 COMMENT ON FUNCTION shift.register_model IS
-    'register a pre-trained model: source timm, torchvision, torchscript (hf, tfhub, onnx to come); returns its id';
+    'register a pre-trained model: source timm, torchvision, torchscript, hf, onnx or tfhub; returns its id';
 
 CREATE FUNCTION shift.register_sql_reader(
     reader_id text,
@@ -474,7 +479,7 @@ COMMENT ON FUNCTION shift.query IS
     'run a SHiFT-QL query and return its ranked models';
 
 CREATE FUNCTION shift.scorers()
-RETURNS TABLE (name text, proxy text, higher_is_better boolean, parameters jsonb, description text)
+RETURNS TABLE (name text, proxy text, higher_is_better boolean, parameters jsonb, description text, kind text)
 LANGUAGE plpython3u STABLE SECURITY INVOKER SET search_path = pg_catalog, pg_temp
 AS $python$
     GD.get("shift.version") or plpy.execute("SELECT shift._load()")
@@ -494,3 +499,361 @@ BEGIN
     EXECUTE format('GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA shift TO %s', role_name);
 END
 $$;
+
+-------------------------------------------------------------------------------
+-- Registration: more model sources and readers
+-------------------------------------------------------------------------------
+
+-- Whether each model has been reached by a worker: pending (a describe task is
+-- queued or running), ready (loaded; its metadata filled in), failed (with why),
+-- registered (not loaded yet).
+CREATE VIEW shift.model_status AS
+    SELECT m.model_id, m.source, m.locator,
+           CASE WHEN t.status IN ('queued', 'running') THEN 'pending'
+                WHEN m.load_error IS NOT NULL THEN 'failed'
+                WHEN m.loaded_at IS NOT NULL THEN 'ready'
+                WHEN t.status = 'failed' THEN 'failed'
+                ELSE 'registered' END AS status,
+           coalesce(m.load_error, CASE WHEN t.status = 'failed' THEN t.error END) AS error,
+           m.loaded_at
+    FROM shift.models m
+    LEFT JOIN shift.tasks t ON t.key = 'describe/model/' || m.model_id;
+COMMENT ON VIEW shift.model_status IS
+    'per model: pending, ready, failed (with the error) or registered; see shift.describe_models()';
+
+CREATE FUNCTION shift._py_register_models(models jsonb, source text, describe boolean)
+RETURNS TABLE (model_id text, status text, error text)
+LANGUAGE plpython3u VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp
+AS $python$
+    GD.get("shift.version") or plpy.execute("SELECT shift._load()")
+    from pyfuncs import api
+    return api.register_models(plpy, models, source, describe)
+$python$;
+
+CREATE FUNCTION shift._py_describe_models(model_ids text[])
+RETURNS TABLE (model_id text, status text, error text)
+LANGUAGE plpython3u VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp
+AS $python$
+    GD.get("shift.version") or plpy.execute("SELECT shift._load()")
+    from pyfuncs import api
+    return api.describe_models(plpy, model_ids)
+$python$;
+
+CREATE FUNCTION shift._py_register_npy_reader(reader_id text, x_path text, y_path text, input text, options jsonb,
+                                              block_size integer) RETURNS bigint
+LANGUAGE plpython3u VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp
+AS $python$
+    GD.get("shift.version") or plpy.execute("SELECT shift._load()")
+    from pyfuncs import api
+    return api.register_npy_reader(plpy, reader_id, x_path, y_path, input, options, block_size)
+$python$;
+
+CREATE FUNCTION shift._py_register_csv_reader(reader_id text, path text, label_column text, x_columns text[],
+                                              input text, options jsonb, block_size integer) RETURNS bigint
+LANGUAGE plpython3u VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp
+AS $python$
+    GD.get("shift.version") or plpy.execute("SELECT shift._load()")
+    from pyfuncs import api
+    return api.register_csv_reader(plpy, reader_id, path, label_column, x_columns, input, options, block_size)
+$python$;
+
+CREATE FUNCTION shift._py_register_imagefolder_reader(reader_id text, path text, options jsonb, block_size integer)
+RETURNS bigint
+LANGUAGE plpython3u VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp
+AS $python$
+    GD.get("shift.version") or plpy.execute("SELECT shift._load()")
+    from pyfuncs import api
+    return api.register_imagefolder_reader(plpy, reader_id, path, options, block_size)
+$python$;
+
+CREATE FUNCTION shift._py_register_tfds_reader(reader_id text, path text, split text, x_key text, y_key text,
+                                               input text, options jsonb, block_size integer) RETURNS bigint
+LANGUAGE plpython3u VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp
+AS $python$
+    GD.get("shift.version") or plpy.execute("SELECT shift._load()")
+    from pyfuncs import api
+    return api.register_tfds_reader(plpy, reader_id, path, split, x_key, y_key, input, options, block_size)
+$python$;
+
+CREATE FUNCTION shift._py_register_hf_reader(reader_id text, path text, x_column text, y_column text, split text,
+                                             input text, options jsonb, block_size integer) RETURNS bigint
+LANGUAGE plpython3u VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp
+AS $python$
+    GD.get("shift.version") or plpy.execute("SELECT shift._load()")
+    from pyfuncs import api
+    return api.register_hf_reader(plpy, reader_id, path, x_column, y_column, split, input, options, block_size)
+$python$;
+
+CREATE FUNCTION shift.register_models(
+    models jsonb,
+    source text DEFAULT NULL,
+    describe boolean DEFAULT true
+) RETURNS TABLE (model_id text, status text, error text)
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE st text; msg text; det text; hnt text;
+BEGIN
+    RETURN QUERY SELECT * FROM shift._py_register_models(models, source, describe);
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;
+    PERFORM shift._raise(st, msg, det, hnt);
+END
+$$;
+COMMENT ON FUNCTION shift.register_models IS
+    'register a json array of models (objects with register_model''s argument names, or locators); '
+    'per entry: pending (a worker will load it), registered, or rejected with the error';
+
+CREATE FUNCTION shift.describe_models(model_ids text[] DEFAULT NULL)
+RETURNS TABLE (model_id text, status text, error text)
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE st text; msg text; det text; hnt text;
+BEGIN
+    RETURN QUERY SELECT * FROM shift._py_describe_models(model_ids);
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;
+    PERFORM shift._raise(st, msg, det, hnt);
+END
+$$;
+COMMENT ON FUNCTION shift.describe_models IS
+    'load models on a worker now (default: those not loaded yet or failed) and wait; ready or failed with why';
+
+CREATE FUNCTION shift.register_npy_reader(
+    reader_id text,
+    x_path text,
+    y_path text,
+    input text DEFAULT 'Vision',
+    options jsonb DEFAULT '{}',
+    block_size integer DEFAULT 1024
+) RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE st text; msg text; det text; hnt text;
+BEGIN
+    RETURN shift._py_register_npy_reader(reader_id, x_path, y_path, input, options, block_size);
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;
+    PERFORM shift._raise(st, msg, det, hnt);
+END
+$$;
+COMMENT ON FUNCTION shift.register_npy_reader IS
+    'register a reader over two .npy files (samples, labels) the server can read; returns the sample count';
+
+CREATE FUNCTION shift.register_csv_reader(
+    reader_id text,
+    path text,
+    label_column text DEFAULT 'label',
+    x_columns text[] DEFAULT NULL,
+    input text DEFAULT NULL,
+    options jsonb DEFAULT '{}',
+    block_size integer DEFAULT 1024
+) RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE st text; msg text; det text; hnt text;
+BEGIN
+    RETURN shift._py_register_csv_reader(reader_id, path, label_column, x_columns, input, options, block_size);
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;
+    PERFORM shift._raise(st, msg, det, hnt);
+END
+$$;
+COMMENT ON FUNCTION shift.register_csv_reader IS
+    'register a reader over a CSV file with a header: numeric columns, a text column, or image paths; returns the sample count';
+
+CREATE FUNCTION shift.register_imagefolder_reader(
+    reader_id text,
+    path text,
+    options jsonb DEFAULT '{}',
+    block_size integer DEFAULT 1024
+) RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE st text; msg text; det text; hnt text;
+BEGIN
+    RETURN shift._py_register_imagefolder_reader(reader_id, path, options, block_size);
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;
+    PERFORM shift._raise(st, msg, det, hnt);
+END
+$$;
+COMMENT ON FUNCTION shift.register_imagefolder_reader IS
+    'register a reader over image files in one subfolder per class; returns the sample count';
+
+CREATE FUNCTION shift.register_tfds_reader(
+    reader_id text,
+    path text,
+    split text DEFAULT 'train',
+    x_key text DEFAULT NULL,
+    y_key text DEFAULT NULL,
+    input text DEFAULT NULL,
+    options jsonb DEFAULT '{}',
+    block_size integer DEFAULT 1024
+) RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE st text; msg text; det text; hnt text;
+BEGIN
+    RETURN shift._py_register_tfds_reader(reader_id, path, split, x_key, y_key, input, options, block_size);
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;
+    PERFORM shift._raise(st, msg, det, hnt);
+END
+$$;
+COMMENT ON FUNCTION shift.register_tfds_reader IS
+    'register a reader over one split of a TFDS prepared directory; returns the sample count';
+
+CREATE FUNCTION shift.register_hf_reader(
+    reader_id text,
+    path text,
+    x_column text DEFAULT NULL,
+    y_column text DEFAULT 'label',
+    split text DEFAULT NULL,
+    input text DEFAULT NULL,
+    options jsonb DEFAULT '{}',
+    block_size integer DEFAULT 1024
+) RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE st text; msg text; det text; hnt text;
+BEGIN
+    RETURN shift._py_register_hf_reader(reader_id, path, x_column, y_column, split, input, options, block_size);
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;
+    PERFORM shift._raise(st, msg, det, hnt);
+END
+$$;
+COMMENT ON FUNCTION shift.register_hf_reader IS
+    'register a reader over a Hugging Face dataset saved with save_to_disk (a worker counts it); returns the sample count';
+
+-------------------------------------------------------------------------------
+-- SHiFT-QL views and explain
+-------------------------------------------------------------------------------
+
+-- A persisted scoring view (CREATE SCORING VIEW) or dataset similarity view
+-- (CREATE DATASET SIMILARITY VIEW) of seed 000 §3.1 is a plain PostgreSQL view
+-- whose query is the SHiFT-QL translation (it calls shift.score or
+-- shift.dataset_similarity), with a comment that marks it and keeps its
+-- SHiFT-QL text: "shift <kind> view, score ASC|DESC" and the text on the next
+-- lines. Where it lives: in the schema its name gives (CREATE SCORING VIEW
+-- analytics.best ...), else in the schema the setting shift.views_schema names,
+-- by default public. Not the caller's current schema, which the functions
+-- cannot see (they run with a pinned search_path), and not schema shift, which
+-- holds only the extension's own objects: so the caller needs no privilege on
+-- it, DROP EXTENSION and upgrade scripts never meet user objects there, and
+-- the view's privileges are the schema owner's business as for any view.
+-- The view itself is the record: pg_dump keeps it with its comment, a plain
+-- DROP VIEW forgets it, and no table can disagree with the catalog.
+CREATE VIEW shift.views AS
+SELECT n.nspname::text AS schema_name,
+       c.relname::text AS view_name,
+       m[1] AS kind,
+       m[2] AS score_order,
+       m[3] AS definition,
+       (SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(a.attname::text,
+                                    pg_catalog.format_type(a.atttypid, a.atttypmod)) ORDER BY a.attnum)
+          FROM pg_catalog.pg_attribute a
+         WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) AS columns,
+       pg_catalog.pg_get_userbyid(c.relowner) AS owner,
+       c.oid::pg_catalog.regclass AS relation
+  FROM pg_catalog.pg_class c
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+  JOIN pg_catalog.pg_description d
+    ON d.objoid = c.oid AND d.classoid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objsubid = 0
+ CROSS JOIN LATERAL pg_catalog.regexp_match(d.description,
+       '^shift (scoring|dataset similarity) view, score (ASC|DESC)\n(.*)$') AS m
+ WHERE c.relkind = 'v' AND m IS NOT NULL;
+COMMENT ON VIEW shift.views IS
+    'the persisted SHiFT-QL views: scoring views rank models, dataset similarity views rank data readers (seed 000 §3.1)';
+
+CREATE FUNCTION shift._py_explain(query text) RETURNS TABLE (section text, content text)
+LANGUAGE plpython3u VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp
+AS $python$
+    GD.get("shift.version") or plpy.execute("SELECT shift._load()")
+    from pyfuncs import api
+    return api.explain(plpy, query)
+$python$;
+
+CREATE FUNCTION shift._py_drop_view(name text, cascade boolean) RETURNS void
+LANGUAGE plpython3u VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp
+AS $python$
+    GD.get("shift.version") or plpy.execute("SELECT shift._load()")
+    from pyfuncs import api
+    api.drop_view(plpy, name, cascade)
+$python$;
+
+CREATE FUNCTION shift._py_dataset_similarity(metric text, params jsonb, reader_ids text[], target_reader text)
+RETURNS TABLE (reader_id text, score double precision)
+LANGUAGE plpython3u VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp
+AS $python$
+    GD.get("shift.version") or plpy.execute("SELECT shift._load()")
+    from pyfuncs import api
+    return api.dataset_similarity(plpy, metric, params, reader_ids, target_reader)
+$python$;
+
+CREATE FUNCTION shift._py_benchmark_scores(scorer text, params jsonb, model_ids text[], reader_ids text[])
+RETURNS TABLE (model_id text, reader_id text, score double precision)
+LANGUAGE plpython3u VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp
+AS $python$
+    GD.get("shift.version") or plpy.execute("SELECT shift._load()")
+    from pyfuncs import api
+    return api.benchmark_scores(plpy, scorer, params, model_ids, reader_ids)
+$python$;
+
+CREATE FUNCTION shift.explain(query text) RETURNS TABLE (section text, content text)
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE st text; msg text; det text; hnt text;
+BEGIN
+    RETURN QUERY SELECT * FROM shift._py_explain(query);
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;
+    PERFORM shift._raise(st, msg, det, hnt);
+END
+$$;
+COMMENT ON FUNCTION shift.explain IS
+    'a SHiFT-QL query''s tree of scoring views (section tree), its PostgreSQL translation (sql) and the plan PostgreSQL chose (plan); runs nothing';
+
+CREATE FUNCTION shift.drop_view(name text, cascade boolean DEFAULT false) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE st text; msg text; det text; hnt text;
+BEGIN
+    PERFORM shift._py_drop_view(name, cascade);
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;
+    PERFORM shift._raise(st, msg, det, hnt);
+END
+$$;
+COMMENT ON FUNCTION shift.drop_view IS
+    'drop a scoring or dataset similarity view (name or schema.name); with cascade, the views that read it too';
+
+CREATE FUNCTION shift.dataset_similarity(metric text, params jsonb, reader_ids text[], target_reader text)
+RETURNS TABLE (reader_id text, score double precision)
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE st text; msg text; det text; hnt text;
+BEGIN
+    RETURN QUERY SELECT * FROM shift._py_dataset_similarity(metric, params, reader_ids, target_reader);
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;
+    PERFORM shift._raise(st, msg, det, hnt);
+END
+$$;
+COMMENT ON FUNCTION shift.dataset_similarity IS
+    'distance of each reader (the target itself left out) to the target reader by a dataset similarity metric such as Task2Vec (lower is more similar)';
+
+CREATE FUNCTION shift.benchmark_scores(scorer text, params jsonb, model_ids text[], reader_ids text[])
+RETURNS TABLE (model_id text, reader_id text, score double precision)
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE st text; msg text; det text; hnt text;
+BEGIN
+    RETURN QUERY SELECT * FROM shift._py_benchmark_scores(scorer, params, model_ids, reader_ids);
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;
+    PERFORM shift._raise(st, msg, det, hnt);
+END
+$$;
+COMMENT ON FUNCTION shift.benchmark_scores IS
+    'recorded fine-tuning results of models on readers, the history meta-learned strategies rank by (seed 000 §3.2 Q5)';

@@ -173,9 +173,9 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path):
 
 
 def test_bad_rows_are_clear_errors(tmp_path):
-    with pytest.raises(ValueError, match="source 'hf'.*supported sources: timm, torchvision, torchscript"):
-        load_model(_row("m3", "hf", "bert-base-uncased"))
-    assert set(LOADERS) == {"timm", "torchvision", "torchscript"}
+    with pytest.raises(ValueError, match="source 'keras'.*supported sources: timm, torchvision, torchscript, hf"):
+        load_model(_row("m3", "keras", "bert-base-uncased"))
+    assert set(LOADERS) == {"timm", "torchvision", "torchscript", "hf", "onnx", "tfhub"}
     with pytest.raises(ValueError, match="timm has no model 'no_such_net'"):
         load_model(_row("m4", "timm", "no_such_net", options={"pretrained": False}))
     ref = timm.create_model("resnet10t", pretrained=False, num_classes=5)

@@ -1,8 +1,10 @@
-"""Block reading of registered readers: npz end to end, the SQL path's pure helpers."""
+"""Block reading of registered readers: every file kind end to end, the SQL path's pure helpers."""
 
 import numpy as np
 import pytest
+import torch
 
+from gpu_daemon import preprocess as prep
 from gpu_daemon import readers
 from gpu_daemon.readers import NpzArray, block_range, decode_sql_x, iter_blocks, label_ids, reader_blocks
 
@@ -70,8 +72,8 @@ def test_clear_errors(npz, tmp_path):
         list(iter_blocks(_reader(path, 30, ["cat", "dog", "emu"], block_size=5), [0]))
     with pytest.raises(ValueError, match="does not exist on this worker"):
         list(iter_blocks(_reader(tmp_path / "gone.npz", 23, ["cat"], block_size=5), [0]))
-    with pytest.raises(ValueError, match="kind 'csv'"):
-        iter_blocks(dict(_reader(path, 23, ["cat"], 5), kind="csv"), [0])
+    with pytest.raises(ValueError, match="kind 'parquet'.*supported kinds: sql, npz, npy, csv, imagefolder, hf, tfds"):
+        iter_blocks(dict(_reader(path, 23, ["cat"], 5), kind="parquet"), [0])
     with pytest.raises(ValueError, match="needs a database connection"):
         list(iter_blocks(dict(_reader(path, 23, ["cat"], 5), kind="sql", source="SELECT 1"), [0]))
 
@@ -87,7 +89,7 @@ def test_npz_array_slices_without_loading_everything(tmp_path):
                 np.testing.assert_array_equal(arr.rows(990, 1000), x[990:])
                 np.testing.assert_array_equal(arr.rows(3, 7), x[3:7])  # going back reopens a stream
     with NpzArray(str(tmp_path / "savez.npz"), "x") as arr:
-        assert isinstance(arr._memmap, np.memmap)  # stored members are mapped, not read
+        assert arr._rows is not None and arr._memmap is None  # stored members are read at their offset
 
 
 def test_objects_are_refused(tmp_path):
@@ -129,3 +131,171 @@ def test_reader_query_wraps_the_source():
     q = readers.reader_query("SELECT img AS x, label AS y FROM t ORDER BY id;  ")
     text = q.as_string(None)
     assert text == "SELECT r.x, r.y::text AS y FROM (SELECT img AS x, label AS y FROM t ORDER BY id) AS r"
+
+
+# -- more reader kinds: sample count, order and labels against the library that wrote the data ------
+
+from pyfuncs import files  # noqa: E402
+from tests import artifacts  # noqa: E402
+
+
+def _file_reader(kind, source, n, classes, block_size, input="Vision", **options):
+    return dict(reader_id="r1", kind=kind, source=str(source), options=options, input=input, num_samples=n,
+                classes=classes, block_size=block_size)
+
+
+def _all(reader, blocks=None):
+    got = list(iter_blocks(reader, range(reader_blocks(reader)) if blocks is None else blocks))
+    xs = [x for _, block_xs, _ in got for x in block_xs]
+    return [b for b, _, _ in got], xs, np.concatenate([ys for _, _, ys in got])
+
+
+def test_npy_reader(tmp_path):
+    x = np.random.default_rng(0).normal(size=(11, 2, 3)).astype(np.float32)
+    y = np.array([3, 1, 2] * 3 + [1, 1])
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    reader = _file_reader("npy", tmp_path / "x.npy", 11, ["1", "2", "3"], 4, y_path=str(tmp_path / "y.npy"))
+    blocks, xs, ids = _all(reader)
+    assert blocks == [0, 1, 2]
+    np.testing.assert_array_equal(np.stack(xs), x)
+    np.testing.assert_array_equal(ids, y - 1)
+    (_, part, _), = iter_blocks(reader, [2])
+    np.testing.assert_array_equal(part, x[8:])
+    np.save(tmp_path / "xf.npy", np.asfortranarray(x))  # rows not contiguous in the file
+    _, xs, _ = _all(dict(reader, source=str(tmp_path / "xf.npy")))
+    np.testing.assert_array_equal(np.stack(xs), x)
+    with pytest.raises(ValueError, match="now has 11 samples but reader r1 was registered with 12"):
+        list(iter_blocks(dict(reader, num_samples=12), [0]))
+
+
+def test_csv_reader_tabular_text_and_image_paths(tmp_path):
+    import gzip
+
+    rows = [(i, i * 0.5, -i, ["b", "a", "c"][i % 3], artifacts.TEXTS[i % 8]) for i in range(10)]
+    header = "id,f1,f2,label,text\n"
+    body = "".join('%d,%s,%d,%s,"%s"\n' % r for r in rows)
+    cut = body.index("\n", 30) + 1
+    (tmp_path / "t.csv").write_text(header + body[:cut] + "\n" + body[cut:])  # a blank line is not a sample
+    with gzip.open(tmp_path / "t.csv.gz", "wt") as f:
+        f.write(header + body)
+    n, labels, names, first = files.csv_summary(str(tmp_path / "t.csv"), "label", ["id", "f1", "f2"])
+    assert (n, labels, names, first) == (10, {"a", "b", "c"}, ["id", "f1", "f2"], ["0", "0.0", "0"])
+    assert files.guess_csv_input(first, 3) == "Tabular"
+    for name in ("t.csv", "t.csv.gz"):
+        reader = _file_reader("csv", tmp_path / name, 10, ["a", "b", "c"], 4, input="Tabular", label_column="label",
+                              x_columns=["id", "f1", "f2"])
+        blocks, xs, ids = _all(reader)
+        np.testing.assert_array_equal(np.stack(xs), np.array([r[:3] for r in rows], dtype=np.float32))
+        np.testing.assert_array_equal(ids, [["a", "b", "c"].index(r[3]) for r in rows])
+        (b, part, part_ids), = iter_blocks(reader, [1])
+        assert part.dtype == np.float32 and part.shape == (4, 3) and part[0, 0] == 4
+    text = _file_reader("csv", tmp_path / "t.csv", 10, ["a", "b", "c"], 3, input="Text", label_column="label",
+                        x_columns=["text"])
+    assert _all(text)[1] == [r[4] for r in rows]
+
+    imgs = artifacts.images(3, size=8)
+    (tmp_path / "img").mkdir()
+    for i, a in enumerate(imgs):
+        (tmp_path / "img" / ("%d.png" % i)).write_bytes(artifacts.png_bytes(a))
+    (tmp_path / "i.csv").write_text("path,label\n" + "".join("img/%d.png,%d\n" % (i, i % 2) for i in range(3)))
+    n, labels, names, first = files.csv_summary(str(tmp_path / "i.csv"), "label")
+    assert files.guess_csv_input(first, len(names)) == "Vision"
+    reader = _file_reader("csv", tmp_path / "i.csv", 3, ["0", "1"], 2, label_column="label", x_columns=["path"])
+    _, xs, ids = _all(reader)
+    assert xs == [artifacts.png_bytes(a) for a in imgs] and list(ids) == [0, 1, 0]
+
+
+def test_csv_reader_errors(tmp_path):
+    (tmp_path / "bad.csv").write_text("a,label\n1,x\nzz,y\n")
+    reader = _file_reader("csv", tmp_path / "bad.csv", 2, ["x", "y"], 2, input="Tabular", label_column="label",
+                          x_columns=["a"])
+    with pytest.raises(ValueError, match=r"line 3 of csv file .* has 'zz' where a number is expected"):
+        list(iter_blocks(reader, [0]))
+    with pytest.raises(ValueError, match="fewer samples than the 5"):
+        list(iter_blocks(dict(reader, num_samples=5, block_size=5), [0]))
+    with pytest.raises(ValueError, match="has no column 'y'"):
+        list(iter_blocks(dict(reader, options=dict(reader["options"], label_column="y")), [0]))
+    (tmp_path / "ragged.csv").write_text("a,label\n1,x,3\n")
+    with pytest.raises(files.SourceError, match="line 2 of csv file .* has 3 fields, the header has 2"):
+        files.csv_summary(str(tmp_path / "ragged.csv"), "label")
+
+
+def test_imagefolder_reader_matches_torchvision(tmp_path):
+    from torchvision.datasets import ImageFolder
+
+    root = artifacts.image_folder(tmp_path / "folder")
+    ref = ImageFolder(str(root))
+    counts = files.imagefolder_counts(str(root))
+    assert counts == [("cat", 3), ("dog", 4), ("emu", 2)] and [c for c, _ in counts] == ref.classes
+    reader = _file_reader("imagefolder", root, 9, ref.classes, 4)
+    blocks, xs, ids = _all(reader)
+    assert blocks == [0, 1, 2]
+    assert xs == [open(p, "rb").read() for p, _ in ref.samples]  # the same files in the same order
+    assert list(ids) == [t for _, t in ref.samples]
+    (_, part, part_ids), = iter_blocks(reader, [1])  # a block spanning two classes
+    assert part == xs[4:8] and list(part_ids) == list(ids[4:8])
+    with pytest.raises(ValueError, match="now has classes cat, dog, emu but reader r1 was registered with cat, dog"):
+        list(iter_blocks(dict(reader, classes=["cat", "dog"]), [0]))
+    only_png = _file_reader("imagefolder", root, 0, ref.classes, 4, extensions=["jpg"])
+    assert files.imagefolder_counts(str(root), files.extensions(only_png["options"])) == \
+        [("cat", 0), ("dog", 0), ("emu", 0)]
+
+
+def test_hf_datasets_reader_matches_datasets(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    from gpu_daemon.readers import describe_hf
+
+    path = artifacts.hf_dataset(tmp_path / "images")
+    info = describe_hf(str(path), {"split": "train"})
+    assert info == dict(num_samples=7, classes=["cat", "dog", "emu"], x_column="image", y_column="label",
+                        input="Vision", by_index=True)
+    ref = datasets.load_from_disk(str(path))["train"].cast_column("image", datasets.Image(decode=False))
+    reader = _file_reader("hf", path, 7, info["classes"], 3, split="train")
+    blocks, xs, ids = _all(reader)
+    assert xs == [r["image"]["bytes"] for r in ref] and list(ids) == [r["label"] for r in ref]
+
+    path = artifacts.hf_dataset(tmp_path / "arrays", kind="array")
+    info = describe_hf(str(path), {})
+    assert info["classes"] == ["a", "b", "c"] and info["x_column"] == "x" and info["input"] is None
+    reader = _file_reader("hf", path, 7, info["classes"], 5, input="Tabular", shape=[2, 3])
+    _, xs, ids = _all(reader)
+    ref = datasets.load_from_disk(str(path))
+    np.testing.assert_allclose(np.stack(xs), np.array(ref["x"], dtype=np.float32).reshape(7, 2, 3))
+    assert list(ids) == [info["classes"].index(v) for v in ref["label"]]
+
+    path = artifacts.hf_dataset(tmp_path / "texts", kind="text")
+    info = describe_hf(str(path), {})
+    assert info["input"] == "Text" and info["classes"] == ["0", "1"]
+    _, xs, ids = _all(_file_reader("hf", path, 7, info["classes"], 4, input="Text"))
+    assert list(xs) == artifacts.TEXTS[:7] and list(ids) == [i % 2 for i in range(7)]
+    with pytest.raises(ValueError, match="has splits train, test; name one"):
+        describe_hf(str(tmp_path / "images"), {})
+    with pytest.raises(ValueError, match="has no label column 'y'"):
+        describe_hf(str(path), {"y_column": "y"})
+
+
+def test_tfds_reader_matches_tfds(tmp_path):
+    if not artifacts.has_tensorflow():
+        pytest.skip("tensorflow, tensorflow-hub and tensorflow-datasets are not installed: pip install 'shift[tf]'")
+    from gpu_daemon.models import import_tensorflow
+
+    import_tensorflow()
+    import tensorflow_datasets as tfds
+
+    path = artifacts.tfds_dataset(tmp_path / "tfds")
+    info = files.tfds_info(str(path))
+    assert info["splits"] == {"train": 10, "test": 4} and info["supervised"] == ["image", "label"]
+    assert files.tfds_feature_kind(info["features"]["label"]) == "ClassLabel"
+    assert files.tfds_class_names(str(path), "label", info["features"]["label"]) == ["cat", "dog", "emu"]
+    reader = _file_reader("tfds", path, 10, ["cat", "dog", "emu"], 4, split="train", x_key="image", y_key="label",
+                          labels="index")
+    blocks, xs, ids = _all(reader)
+    ref = list(tfds.as_numpy(tfds.builder_from_directory(str(path)).as_dataset(
+        split="train", shuffle_files=False, read_config=tfds.ReadConfig(interleave_cycle_length=1))))
+    decoded = prep.to_batch(xs, 8, (0, 0, 0), (1, 1, 1))
+    want = prep.to_batch(np.stack([r["image"] for r in ref]), 8, (0, 0, 0), (1, 1, 1))
+    torch.testing.assert_close(decoded, want)  # the encoded images decode to tfds's own
+    assert list(ids) == [int(r["label"]) for r in ref]
+    (_, part, part_ids), = iter_blocks(reader, [2])
+    assert part == xs[8:] and list(part_ids) == list(ids[8:])

@@ -23,40 +23,13 @@ from tests import shiftql_corpus as corpus
 ROOT = Path(__file__).resolve().parents[2]
 
 # seed 000 §3.2, verbatim (Q4 refers to Q1, so it is a script with both)
-Q1 = """SELECT ModelId FROM Models
-      WHERE Input == 'Vision'
-      ORDER BY UpstreamAccuracy DESC LIMIT 1"""
-Q2 = """SELECT ModelId FROM Models
-      WHERE Input == 'Vision'
-      ORDER BY CosineNN ASC LIMIT 1
-      TESTED ON TestReader TRAINED ON TrainReader"""
-Q3 = """SELECT ModelId FROM Models
-      WHERE Input == 'Vision'
-      ORDER BY Linear(lr=0.1) ASC LIMIT 1
-      TESTED ON TestReader TRAINED ON TrainReader"""
-Q4_SCRIPT = """Q1 := SELECT ModelId FROM Models
-      WHERE Input == 'Vision'
-      ORDER BY UpstreamAccuracy DESC LIMIT 1
-Q4 := Q1
-      UNION
-      SELECT ModelId FROM Models
-      WHERE Input == 'Vision' AND ModelId NOT IN Q1
-      ORDER BY Linear(lr=0.1) ASC LIMIT 1
-      TESTED ON TestReader TRAINED ON TrainReader"""
+Q1, Q2, Q3 = corpus.Q1, corpus.Q2, corpus.Q3
+Q4_SCRIPT = corpus.Q4
 # the paper separates the definitions by layout; a ';' may separate them too
 Q4 = Q4_SCRIPT.replace("LIMIT 1\nQ4 :=", "LIMIT 1;\nQ4 :=")
 
 # seed 000 §3.1, the hybrid example, verbatim
-HYBRID = """(SELECT ModelId FROM Models
-WHERE Input == 'Vision'
-ORDER BY UpstreamAccuracy DESC LIMIT 1) Q1
-
-UNION
-
-(SELECT ModelId FROM Models
-WHERE Input == 'Vision' AND ModelId NOT IN Q1
-ORDER BY Linear(lr=0.1) ASC LIMIT 1
-TESTED ON TestReader TRAINED ON TrainReader) Q2"""
+HYBRID = corpus.HYBRID
 
 LINEAR_LR_01 = '{"batch_size":64,"epochs":10,"l2":0.0001,"lr":0.1,"seed":0}'
 

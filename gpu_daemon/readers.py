@@ -61,6 +61,21 @@ def block_range(reader: dict, block: int) -> tuple[int, int]:
     return start, min(start + size, int(reader["num_samples"]))
 
 
+def take_blocks(reader: dict, blocks: list[int], stream, what: str):
+    """Walk a sequential stream once, yielding ``(block, items)`` for the requested blocks in order."""
+    pos = 0
+    for b in blocks:
+        start, stop = block_range(reader, b)
+        for _ in itertools.islice(stream, start - pos):
+            pass
+        got = list(itertools.islice(stream, stop - start))
+        pos = stop
+        if len(got) != stop - start:
+            raise ValueError("%s now has fewer samples than the %d reader %s was registered with; "
+                             "register the reader again" % (what, int(reader["num_samples"]), reader["reader_id"]))
+        yield b, got
+
+
 def wanted_blocks(reader: dict, blocks: Iterable[int]) -> list[int]:
     """Requested blocks, deduplicated, in increasing order; out-of-range blocks are an error."""
     wanted = sorted({int(b) for b in blocks})
@@ -439,16 +454,7 @@ def iter_csv_blocks(reader: dict, blocks: list[int]) -> Iterator[Block]:
             y_at, x_at, _ = files.csv_columns(header, opts["label_column"], opts.get("x_columns"), path)
         except files.SourceError as e:
             raise ValueError("%s; register reader %s again" % (e, reader["reader_id"])) from None
-        pos = 0
-        for b in blocks:
-            start, stop = block_range(reader, b)
-            for _ in itertools.islice(records, start - pos):
-                pass
-            got = list(itertools.islice(records, stop - start))
-            pos = stop
-            if len(got) != stop - start:
-                raise ValueError("csv file %s now has fewer samples than the %d reader %s was registered with; "
-                                 "register the reader again" % (path, int(reader["num_samples"]), reader["reader_id"]))
+        for b, got in take_blocks(reader, blocks, records, "csv file %s" % path):
             lines = [line for line, _ in got]
             rows = [row for _, row in got]
             xs = _csv_samples(reader, rows, lines, x_at, os.path.dirname(path))
@@ -648,24 +654,14 @@ def iter_tfds_blocks(reader: dict, blocks: list[int]) -> Iterator[Block]:
         by_index = opts.get("labels") == "index"
         shape = sample_shape(reader)
         text = reader.get("input") == "Text"
-        pos = 0
-        for b in blocks:
-            start, stop = block_range(reader, b)
-            for _ in itertools.islice(examples, start - pos):
-                pass
-            got = list(itertools.islice(examples, stop - start))
-            pos = stop
-            if len(got) != stop - start:
-                raise ValueError("split %s of %s now has fewer samples than the %d reader %s was registered with; "
-                                 "register the reader again" % (split, path, int(reader["num_samples"]),
-                                                                reader["reader_id"]))
+        for b, got in take_blocks(reader, blocks, examples, "split %s of %s" % (split, path)):
             xs = [x for x, _ in got]
             if text:
                 xs = [x.decode("utf-8") if isinstance(x, bytes) else str(x) for x in xs]
             elif xs and not isinstance(xs[0], bytes):
                 xs = np.stack(xs)
                 if shape:
-                    xs = xs.reshape((stop - start,) + shape)
+                    xs = xs.reshape((len(got),) + shape)
             ys = [y for _, y in got]
             ids = np.asarray(ys, dtype=np.int32) if by_index else label_ids(
                 reader, [y.decode("utf-8") if isinstance(y, bytes) else y for y in ys], index)

@@ -643,14 +643,7 @@ def test_dataset_similarity_views():
                                        "ORDER BY Task2Vec TESTED AGAINST Shapez", "42704").hint
 
 
-Q5 = """SELECT ModelId FROM Models
-WHERE Input == 'Vision' AND
-      Readers.ReaderId IN
-          (SELECT DataReaderId FROM DataReaders
-          ORDER BY Task2Vec LIMIT 1
-          TESTED ON TestReader
-      ) Q6
-ORDER BY FineTune LIMIT 1"""
+Q5 = corpus.Q5
 
 
 def test_q5_meta_learned_finetune():

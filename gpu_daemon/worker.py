@@ -21,7 +21,7 @@ from psycopg.types.json import Jsonb
 
 from pyfuncs import proxies
 
-from . import describe
+from . import describe, finetune
 from . import readers as reader_io
 from .models import load_model
 
@@ -78,6 +78,7 @@ class Worker:
         self._batch_sizes = {}  # model_id -> batch size after an out-of-memory fallback
         self._stop = threading.Event()
         self._current = None
+        self._last_progress = 0.0
         self.conn = None
 
     # -- lifecycle -----------------------------------------------------------------
@@ -138,7 +139,8 @@ class Worker:
         self._current = task_id
         started = time.perf_counter()
         try:
-            run = {"inference": self.run_inference, "proxy": self.run_proxy, "describe": self.run_describe}.get(kind)
+            run = {"inference": self.run_inference, "proxy": self.run_proxy, "describe": self.run_describe,
+                   "finetune": self.run_finetune}.get(kind)
             if run is None:
                 raise ValueError("this worker does not run %s tasks yet" % kind)
             run(task_id, payload)
@@ -291,6 +293,9 @@ class Worker:
         started = time.perf_counter()
         test_x, test_y = read_features(self.conn, p["model_id"], p["test_reader"])
         feature_read = (time.perf_counter() - started) / len(test_x)
+        classes = dict(self.conn.execute("SELECT reader_id, classes FROM shift.readers WHERE reader_id IN (%s, %s)",
+                                         (p["test_reader"], p["train_reader"])).fetchall())
+        test_y = align_labels(test_y, classes[p["test_reader"]], classes[p["train_reader"]])
         started = time.perf_counter()
         value = proxies.compute(p["proxy"], p["params"], train_x, train_y, test_x, test_y)
         seconds = time.perf_counter() - started
@@ -308,6 +313,70 @@ class Worker:
                 samples = c.samples + %(n)s, measured_at = now()
             """, {"p": p["proxy"], "params": Jsonb(p["params"]), "e": seconds / len(train_x), "o": feature_read,
                   "n": len(train_x)})
+
+
+    # -- fine-tuning (seed 002 §4.3) --------------------------------------------------------
+
+    def _read_reader(self, reader_id, like=None):
+        """Every sample of a reader, in its order, as a finetune.Split; class ids as `like` numbers them."""
+        reader = self._row("readers", "reader_id", reader_id)
+        blocks = range(-(-reader["num_samples"] // reader["block_size"]))
+        xs, ys = [], []
+        with psycopg.connect(self.dsn, autocommit=True, application_name="shift-reader") as rconn:
+            if reader["kind"] == "sql":
+                rconn.execute("SET ROLE %s" % psycopg.sql.Identifier(reader["owner"]).as_string(rconn))
+            for _block, x, y in reader_io.iter_blocks(reader, blocks, conn=rconn):
+                xs.append(x)
+                ys.append(np.asarray(y, dtype=np.int64))
+        if all(isinstance(x, np.ndarray) for x in xs):
+            x = np.concatenate(xs)
+        else:
+            x = [s for block in xs for s in block]
+        y = np.concatenate(ys)
+        if like is not None:
+            y = align_labels(y, reader["classes"], like["classes"])
+        return reader, finetune.Split(x, y)
+
+    def run_finetune(self, task_id, payload):
+        p = payload
+        key = (p["model_id"], p["train_reader"], p["validation_reader"], p["test_reader"], Jsonb(p["params"]))
+        if self.conn.execute(
+                "SELECT 1 FROM shift.finetune_results WHERE model_id = %s AND train_reader = %s "
+                "AND validation_reader = %s AND test_reader = %s AND params = %s", key).fetchone():
+            return
+        self._last_progress = 0.0
+        train_reader, train = self._read_reader(p["train_reader"])
+        _, validation = self._read_reader(p["validation_reader"], like=train_reader)
+        _, test = self._read_reader(p["test_reader"], like=train_reader)
+        # a fresh copy: fine-tuning changes the weights, and the loaded models serve inference
+        loaded = load_model(self._row("models", "model_id", p["model_id"]), self.device)
+        result = finetune.run(loaded, train, validation, test, len(train_reader["classes"]), p["params"],
+                              progress=lambda f: self._progress_every(task_id, f))
+        self.conn.execute(
+            "INSERT INTO shift.finetune_results (model_id, train_reader, validation_reader, test_reader, params, "
+            "test_accuracy, validation_accuracy, settings, seconds, device, worker_id) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            key + (result["test_accuracy"], result["validation_accuracy"], Jsonb(result["settings"]),
+                   result["seconds"], self.device, self.worker_id))
+
+    def _progress_every(self, task_id, fraction, step=0.05):
+        """Progress, written when it has moved by `step` (fine-tuning reports every SGD step)."""
+        if fraction - self._last_progress >= step or fraction >= 1.0:
+            self._last_progress = fraction
+            self._progress(task_id, fraction)
+
+
+def align_labels(y, classes, to_classes):
+    """Class ids of one reader -> the ids another reader gives the same class names; -1 where it lacks one.
+
+    Each reader numbers its own classes, so a test reader lacking a class of the
+    train reader numbers the others differently.
+    """
+    if list(classes) == list(to_classes):
+        return y
+    index = {c: i for i, c in enumerate(to_classes)}
+    mapping = np.array([index.get(c, -1) for c in classes], dtype=np.int64)
+    return mapping[np.asarray(y, dtype=np.int64)]
 
 
 def read_features(conn, model_id, reader_id, limit=None):

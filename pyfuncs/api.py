@@ -77,8 +77,13 @@ def score(db, scorer_name, params, model_ids, test_reader, train_reader, top_k=N
         if m not in known:
             raise unknown("model", m, [r["model_id"] for r in db.execute("SELECT model_id FROM shift.models")])
 
-    req = planner.Request(db, scorer, resolved, models, test, train, top_k, bool(descending))
-    values = req.present(planner.run(req))
+    if scorer.kind == "finetune":
+        # every model is fine-tuned: halving needs a proxy that is cheap on a data fraction
+        from . import finetune
+        values = finetune.scores(db, scorer, resolved, models, test, train)
+    else:
+        req = planner.Request(db, scorer, resolved, models, test, train, top_k, bool(descending))
+        values = req.present(planner.run(req))
     if top_k is None:
         lost = [m for m in models if m not in values]
         if lost:
@@ -170,3 +175,12 @@ def dataset_similarity(db, metric, params, reader_ids, target_reader):
 def benchmark_scores(db, scorer, params, model_ids, reader_ids):
     from . import datasim
     return datasim.benchmark_scores(db, scorer, params, model_ids, reader_ids)
+
+
+# -- fine-tuning (seed 002 §4.3) ---------------------------------------------------------------------
+
+@_sql_errors
+def finetune(db, model_ids, train_reader, validation_reader, test_reader, params):
+    from . import finetune as ft
+    readers = [resolve_reader(db, r) for r in (train_reader, validation_reader, test_reader)]
+    return ft.finetune(db, model_ids, *readers, params)

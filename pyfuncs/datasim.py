@@ -6,10 +6,8 @@ with the reader, and "the embeddings are then used to compute the distance
 between tasks and rank the readers". Here the distance is pgvector's operator
 on the embedding column of shift.readers (scorers.EMBEDDINGS, scorers.DISTANCES).
 
-Computing an embedding the readers lack needs DataSim tasks, and the
-meta-learned FineTune needs recorded fine-tuning results; this version of shift
-runs neither, so those cases fail with 0A000 (feature_not_supported) and a hint,
-never with a made-up value.
+The meta-learned FineTune ranks models by the fine-tuning results recorded in
+shift.finetune_results (pyfuncs.finetune).
 """
 
 import json
@@ -87,14 +85,11 @@ def benchmark_scores(db, scorer_name, params, model_ids, reader_ids):
         raise ShiftError("%s has no benchmark results; only fine-tuning scorers do" % scorer.name,
                          scorers.WRONG_OBJECT_TYPE,
                          hint="rank by %s with TESTED ON test_reader TRAINED ON train_reader" % scorer.name)
-    scorer.resolve(_params(params))
+    resolved = scorer.resolve(_params(params))
     models, readers = _ids(model_ids), _ids(reader_ids)
     if not models or not readers:
         return []
     _check_known(db, "model", models)
     _check_known(db, "reader", readers)
-    raise ShiftError(
-        "no fine-tuning results are recorded for %s: this version of shift does not fine-tune yet" % scorer.name,
-        FEATURE_NOT_SUPPORTED,
-        hint="rank the models by a proxy on the chosen reader instead, e.g. ORDER BY Linear(lr=0.1) "
-             "TESTED ON test_reader TRAINED ON train_reader")
+    from . import finetune
+    return finetune.benchmark_scores(db, scorer, resolved, models, readers)

@@ -2,7 +2,8 @@
 
 An inference task turns blocks of one reader into features of one model; a
 proxy task turns cached features of a (test, train) reader pair into a proxy
-value. The key names the work, so identical work asked for by concurrent
+value; a fine-tune task fine-tunes one model on a train reader and evaluates it
+(seed 002 §4.3). The key names the work, so identical work asked for by concurrent
 queries is one row of shift.tasks.
 """
 
@@ -41,3 +42,13 @@ def _ranges(blocks):
         out.append(str(blocks[i]) if i == j else "%d-%d" % (blocks[i], blocks[j]))
         i = j + 1
     return ",".join(out)
+
+
+def finetune_key(model_id, train_reader, validation_reader, test_reader, params):
+    return "finetune/%s/%s/%s/%s/%s" % (model_id, train_reader, validation_reader, test_reader,
+                                        canonical_json(params))
+
+
+def finetune_payload(model_id, train_reader, validation_reader, test_reader, params):
+    return {"model_id": model_id, "train_reader": train_reader, "validation_reader": validation_reader,
+            "test_reader": test_reader, "params": params}

@@ -87,6 +87,26 @@ CREATE TABLE shift.scores (
 );
 COMMENT ON COLUMN shift.scores.fidelity IS 'number of training samples the value was computed on';
 
+-- seed 002 §4.3: the fine-tuned accuracy of a model on a task, the ground truth of regret
+-- and the history the meta-learned strategies rank by (seed 000 §3.2 Q5)
+CREATE TABLE shift.finetune_results (
+    model_id            text NOT NULL REFERENCES shift.models ON DELETE CASCADE,
+    train_reader        text NOT NULL REFERENCES shift.readers ON DELETE CASCADE,
+    validation_reader   text NOT NULL REFERENCES shift.readers ON DELETE CASCADE,
+    test_reader         text NOT NULL REFERENCES shift.readers ON DELETE CASCADE,
+    params              jsonb NOT NULL,   -- the protocol's resolved parameters (FineTune's)
+    test_accuracy       double precision NOT NULL CHECK (test_accuracy BETWEEN 0 AND 1),
+    validation_accuracy double precision NOT NULL CHECK (validation_accuracy BETWEEN 0 AND 1),
+    settings            jsonb NOT NULL,   -- what was tried and chosen: per run and learning rate
+    seconds             double precision NOT NULL CHECK (seconds >= 0),
+    device              text NOT NULL,
+    worker_id           text,
+    computed_at         timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (model_id, train_reader, validation_reader, test_reader, params)
+);
+COMMENT ON TABLE shift.finetune_results IS
+    'fine-tuned accuracy per (model, train, validation, test reader, protocol): the ground truth of regret (seed 002)';
+
 -------------------------------------------------------------------------------
 -- Work queue and the workers that drain it
 -------------------------------------------------------------------------------
@@ -494,7 +514,7 @@ BEGIN
     EXECUTE format('GRANT USAGE ON SCHEMA shift TO %s', role_name);
     EXECUTE format('GRANT SELECT ON ALL TABLES IN SCHEMA shift TO %s', role_name);
     EXECUTE format('GRANT INSERT, UPDATE, DELETE ON shift.models, shift.readers, shift.tasks, shift.scores, '
-                   'shift.features, shift.labels, shift.costs TO %s', role_name);
+                   'shift.features, shift.labels, shift.costs, shift.finetune_results TO %s', role_name);
     EXECUTE format('GRANT USAGE ON ALL SEQUENCES IN SCHEMA shift TO %s', role_name);
     EXECUTE format('GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA shift TO %s', role_name);
 END
@@ -857,3 +877,41 @@ END
 $$;
 COMMENT ON FUNCTION shift.benchmark_scores IS
     'recorded fine-tuning results of models on readers, the history meta-learned strategies rank by (seed 000 §3.2 Q5)';
+
+-------------------------------------------------------------------------------
+-- Fine-tuning: the ground truth of model search (seed 002 §4.3)
+-------------------------------------------------------------------------------
+
+CREATE FUNCTION shift._py_finetune(model_ids text[], train_reader text, validation_reader text, test_reader text,
+                                   params jsonb)
+RETURNS TABLE (model_id text, test_accuracy double precision, validation_accuracy double precision,
+               settings jsonb, seconds double precision)
+LANGUAGE plpython3u VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp
+AS $python$
+    GD.get("shift.version") or plpy.execute("SELECT shift._load()")
+    from pyfuncs import api
+    return api.finetune(plpy, model_ids, train_reader, validation_reader, test_reader, params)
+$python$;
+
+CREATE FUNCTION shift.finetune(
+    model_ids text[],
+    train_reader text,
+    validation_reader text,
+    test_reader text,
+    params jsonb DEFAULT '{}'
+) RETURNS TABLE (model_id text, test_accuracy double precision, validation_accuracy double precision,
+                 settings jsonb, seconds double precision)
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE st text; msg text; det text; hnt text;
+BEGIN
+    RETURN QUERY SELECT * FROM shift._py_finetune(model_ids, train_reader, validation_reader, test_reader, params);
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;
+    PERFORM shift._raise(st, msg, det, hnt);
+END
+$$;
+COMMENT ON FUNCTION shift.finetune IS
+    'fine-tune models on a train reader (new linear head, then the whole network at each learning rate of a grid), '
+    'keep the best on the validation reader, and record its test accuracy in shift.finetune_results; waits for '
+    'the workers, and reuses recorded results (seed 002 §4.3)';

@@ -69,7 +69,7 @@ SEEDS = [
     "SELECT t.ModelId, t.Score FROM (SELECT ModelId FROM Models ORDER BY CosineNNAccuracy DESC LIMIT 3 "
     "TESTED ON 'TestReader' TRAINED ON \"TrainReader\") AS t WHERE t.ModelId <> 'bert-base' ORDER BY t.Score",
     "Small := SELECT ModelId FROM Models WHERE NumParams < 5M; "
-    "SELECT ModelId FROM Small ORDER BY FineTune(epochs=2) LIMIT 1 TESTED ON TestReader TRAINED ON TrainReader",
+    "SELECT ModelId FROM Small ORDER BY FineTune(steps=2) LIMIT 1 TESTED ON TestReader TRAINED ON TrainReader",
 ]
 NOISE = "()'\";:=<>/*-,.$\\ \n\tQ1SELECTUNIONSHIFTVIEWCREATE0123456789KMé[]{}!@#%^&|?~`"
 WORDS = ["SELECT", "FROM", "WHERE", "ORDER BY", "LIMIT", "UNION", "INTERSECT", "EXCEPT", "TESTED ON", "TRAINED ON",

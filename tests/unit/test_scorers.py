@@ -69,15 +69,23 @@ def test_kinds_say_what_is_ranked_and_by_which_readers():
     assert t2v.reader_clauses == (("tested_against",),)
 
 
-def test_what_runs_in_this_version():
+def test_model_scorers_and_datasim_metrics_are_told_apart():
     assert scorers.get_model_scorer("linear").name == "Linear"
-    with pytest.raises(ShiftError) as info:
-        scorers.get_model_scorer("FineTune")
-    assert info.value.sqlstate == "0A000" and "fine-tuning" in info.value.message and info.value.hint
+    assert scorers.get_model_scorer("FineTune").kind == "finetune"
     with pytest.raises(ShiftError) as info:
         scorers.get_model_scorer("Task2Vec")
     assert info.value.sqlstate == "42809"
     assert scorers.get_datasim_metric("task2vec").name == "Task2Vec"
+
+
+def test_finetune_protocol_parameters():
+    fine = scorers.get("FineTune")
+    assert fine.resolve({}) == {"lr": 0.01, "lr_grid": 2, "steps": 200, "batch_size": 64, "repeats": 1, "seed": 0}
+    assert fine.resolve({"STEPS": 5})["steps"] == 5
+    for bad in ({"steps": 0}, {"lr_grid": 7}, {"repeats": 1.5}):
+        with pytest.raises(ShiftError) as info:
+            fine.resolve(bad)
+        assert info.value.sqlstate == "22023"
     with pytest.raises(ShiftError) as info:
         scorers.get_datasim_metric("CosineNN")
     assert info.value.sqlstate == "42809" and "Task2Vec" in info.value.hint

@@ -654,18 +654,19 @@ def test_q5_meta_learned_finetune():
                "(SELECT models.model_id AS model_id, readers.reader_id AS reader_id FROM shift.models AS models "
                "CROSS JOIN shift.readers AS readers WHERE models.input = 'Vision' AND readers.reader_id IN (SELECT "
                "reader_id FROM q6)) SELECT p.model_id AS model_id, s.score AS score FROM pool AS p JOIN "
-               "shift.benchmark_scores('FineTune', CAST('{\"batch_size\":64,\"epochs\":10,\"lr\":0.01}' AS "
-               "JSONB), ARRAY(SELECT DISTINCT model_id FROM pool), ARRAY(SELECT DISTINCT reader_id FROM pool)) AS s "
+               "shift.benchmark_scores('FineTune', CAST('{\"batch_size\":64,\"lr\":0.01,\"lr_grid\":2,\"repeats\":1,\"seed\":0,\"steps\":200}' "
+               "AS JSONB), ARRAY(SELECT DISTINCT model_id FROM pool), ARRAY(SELECT DISTINCT reader_id FROM pool)) AS s "
                "ON s.model_id = p.model_id AND s.reader_id = p.reader_id ORDER BY s.score ASC, p.model_id, "
                "p.reader_id LIMIT 1")
-    assert t.scoring == [ScoringUse("FineTune", {"lr": 0.01, "epochs": 10, "batch_size": 64}, None, None)]
+    assert t.scoring == [ScoringUse("FineTune", {"lr": 0.01, "lr_grid": 2, "steps": 200, "batch_size": 64,
+                                              "repeats": 1, "seed": 0}, None, None)]
     tree = explain_tree(t)
     assert "benchmark view" in tree and "dataset similarity view" in tree and "named query Q6" in tree
     # the readers are joined implicitly only for a FineTune ranking; a plain block must name them
     fails("SELECT ModelId FROM Models WHERE Readers.ReaderId = 'x' ORDER BY NumParams", "42704")
     # task-aware fine-tuning goes through shift.score like a proxy
-    t = translate("SELECT ModelId FROM Models ORDER BY FineTune(epochs=3) LIMIT 1 TESTED ON a TRAINED ON b")
-    assert "shift.score('FineTune', CAST('{\"batch_size\":64,\"epochs\":3,\"lr\":0.01}' AS JSONB)" in t.sql
+    t = translate("SELECT ModelId FROM Models ORDER BY FineTune(steps=3) LIMIT 1 TESTED ON a TRAINED ON b")
+    assert "shift.score('FineTune', CAST('{\"batch_size\":64,\"lr\":0.01,\"lr_grid\":2,\"repeats\":1,\"seed\":0,\"steps\":3}' AS JSONB)" in t.sql
     fails("SELECT ModelId FROM Models ORDER BY FineTune LIMIT 1 TESTED ON a", "42601")
 
 

@@ -1,0 +1,130 @@
+"""Fine-tuning as a task of the system: the ground truth of model search (seed 002 §3, §4.3).
+
+`shift.finetune` asks workers to fine-tune models on a train reader, choose the
+learning rate on a validation reader and measure accuracy on a test reader;
+each outcome is one row of shift.finetune_results, keyed by the model, the three
+readers and the protocol's resolved parameters, so a result is computed once
+and read by everything after: the FineTune scorer, the meta-learned strategies
+(seed 000 §3.2 Q5), and the regret of every other strategy.
+
+The protocol itself runs in the worker (gpu_daemon.finetune); this module plans
+the tasks, waits for them, and reads the table.
+"""
+
+import json
+
+from . import queue, scorers, tasks
+from .errors import INVALID_PARAMETER, NOT_READY, ShiftError, unknown
+
+SCORER = "FineTune"
+
+
+def resolve(params):
+    """The protocol's parameters with defaults filled in; 22023 on a bad one."""
+    given = json.loads(params) if isinstance(params, str) else (params or {})
+    if not isinstance(given, dict):
+        raise ShiftError("fine-tuning parameters must be a json object", INVALID_PARAMETER)
+    return scorers.get(SCORER).resolve(given)
+
+
+def _models(db, model_ids):
+    models = list(dict.fromkeys(m for m in (model_ids or []) if m is not None))
+    if models:
+        rows = db.execute("SELECT model_id, input FROM shift.models WHERE model_id = ANY($1)", ["text[]"], [models])
+        known = {r["model_id"]: r["input"] for r in rows}
+        for m in models:
+            if m not in known:
+                raise unknown("model", m, [r["model_id"] for r in db.execute("SELECT model_id FROM shift.models")])
+    return models
+
+
+def _check_readers(train, validation, test):
+    """The head has one output per class of the train reader; the others may use a subset of them."""
+    known = set(train["classes"])
+    for role, reader in (("validation", validation), ("test", test)):
+        extra = [c for c in reader["classes"] if c not in known]
+        if extra:
+            raise ShiftError(
+                "%s reader %s has classes that train reader %s lacks: %s" % (
+                    role, reader["reader_id"], train["reader_id"], ", ".join(extra[:5])),
+                INVALID_PARAMETER,
+                detail="%s: %s; %s: %s" % (train["reader_id"], _classes(train), reader["reader_id"],
+                                           _classes(reader)),
+                hint="fine-tune on a train reader that has every class the model is evaluated on")
+
+
+def _classes(reader):
+    names = list(reader["classes"])
+    return ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
+
+
+def _results(db, models, train, validation, test, params):
+    rows = db.execute(
+        "SELECT model_id, test_accuracy, validation_accuracy, settings::text AS settings, seconds "
+        "FROM shift.finetune_results WHERE model_id = ANY($1) AND train_reader = $2 AND validation_reader = $3 "
+        "AND test_reader = $4 AND params = $5",
+        ["text[]", "text", "text", "text", "jsonb"],
+        [models, train, validation, test, scorers.canonical_json(params)])
+    return {r["model_id"]: r for r in rows}
+
+
+def run(db, model_ids, train, validation, test, params):
+    """{model_id: result row} for every model, fine-tuning those without a recorded result."""
+    models = _models(db, model_ids)
+    _check_readers(train, validation, test)
+    ids = (train["reader_id"], validation["reader_id"], test["reader_id"])
+    done = _results(db, models, *ids, params)
+    missing = [m for m in models if m not in done]
+    if missing:
+        queue.require_read_committed(db)
+        queue.require_live_worker(db)
+        planned = [("finetune", tasks.finetune_key(m, *ids, params), tasks.finetune_payload(m, *ids, params), [])
+                   for m in missing]
+        queue.wait(db, queue.enqueue(db, planned, models, set(ids)))
+        done = _results(db, models, *ids, params)
+        lost = [m for m in missing if m not in done]
+        if lost:
+            raise ShiftError("fine-tuning result of model %s is missing after its task finished" % lost[0], "XX000")
+    return done
+
+
+def finetune(db, model_ids, train, validation, test, params):
+    """Rows of shift.finetune: (model_id, test_accuracy, validation_accuracy, settings, seconds)."""
+    results = run(db, model_ids, train, validation, test, resolve(params))
+    return [(m, r["test_accuracy"], r["validation_accuracy"], r["settings"], r["seconds"])
+            for m, r in ((m, results[m]) for m in _models(db, model_ids))]
+
+
+def scores(db, scorer, params, models, test, train):
+    """The task-aware FineTune scorer: fine-tune on the train reader, choose and measure on the test reader.
+
+    SHiFT-QL's `TESTED ON r TRAINED ON r` names two readers, so the test reader also
+    chooses the learning rate, as it is the reader every proxy reports its value on.
+    """
+    results = run(db, models, train, test, test, params)
+    return {m: scorer.present(r["test_accuracy"]) for m, r in results.items()}
+
+
+def benchmark_scores(db, scorer, params, models, readers):
+    """(model_id, reader_id, score): the best recorded result of each model on each reader in scope.
+
+    A result counts for a reader when the reader was its train, validation or test
+    reader (seed 000 §3.2 Q5 ranks by what fine-tuning achieved on similar data);
+    only results of the same protocol parameters count.
+    """
+    rows = db.execute(
+        "SELECT f.model_id, r.reader_id, max(f.test_accuracy) AS accuracy FROM shift.finetune_results f "
+        "JOIN unnest($2::text[]) AS r(reader_id) "
+        "ON r.reader_id IN (f.train_reader, f.validation_reader, f.test_reader) "
+        "WHERE f.model_id = ANY($1) AND f.params = $3 GROUP BY f.model_id, r.reader_id "
+        "ORDER BY f.model_id, r.reader_id",
+        ["text[]", "text[]", "jsonb"], [models, readers, scorers.canonical_json(params)])
+    if not rows.nrows():
+        raise ShiftError(
+            "no fine-tuning results are recorded for %s on readers %s" % (scorer.name, ", ".join(readers[:5])),
+            NOT_READY,
+            detail="the meta-learned %s ranks models by shift.finetune_results with parameters %s"
+                   % (scorer.name, scorers.canonical_json(params)),
+            hint="record some with shift.finetune(models, train_reader, validation_reader, test_reader, params), "
+                 "or rank by a proxy: ORDER BY Linear(lr=0.1) TESTED ON test_reader TRAINED ON train_reader")
+    return [(r["model_id"], r["reader_id"], scorer.present(r["accuracy"])) for r in rows]

@@ -1,0 +1,1 @@
+"""Benchmarks of shift: the engine's speed (engine.py) and its search quality (quality/)."""

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# System packages shift needs on Debian 12: PostgreSQL 15 with PL/Python, and
+# System packages shift needs on Debian 12: PostgreSQL 15 with PL/Python,
 # pgvector built from Debian's own source package (bookworm does not ship it;
 # trixie's source is fetched through apt -o options, leaving the system's
-# apt sources untouched). Idempotent: does nothing when all is in place.
+# apt sources untouched), and a few free fonts for the benchmark's glyph tasks.
+# Idempotent: does nothing when all is in place.
 set -euo pipefail
 
 PG_MAJOR=${PG_MAJOR:-15}
@@ -13,8 +14,10 @@ if [ "$(id -u)" -ne 0 ]; then
     SUDO="sudo"
 fi
 
+# the fonts are drawn by the search-quality benchmark's glyph tasks (bench/quality/datasets.py)
 packages=(postgresql-$PG_MAJOR postgresql-plpython3-$PG_MAJOR postgresql-server-dev-$PG_MAJOR
-          python3-venv python3-dev build-essential dpkg-dev)
+          python3-venv python3-dev build-essential dpkg-dev
+          fonts-dejavu-core fonts-dejavu-extra fonts-liberation2 fonts-freefont-ttf fonts-urw-base35)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -39,7 +39,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from gpu_daemon.zoo import SHAPES, draw_shape
+from gpu_daemon.zoo import SHAPES, _polygon, draw_shape
 
 IMAGE_SIZE = 32
 SCALE = 4  # vector shapes are drawn 4x larger and box-filtered down: antialiased edges
@@ -158,16 +158,6 @@ def _spectral_noise(rng: np.random.Generator, beta: float, size: int = IMAGE_SIZ
 def _grid(size: int = IMAGE_SIZE) -> tuple[np.ndarray, np.ndarray]:
     c = np.arange(size, dtype=np.float32) + 0.5
     return np.meshgrid(c, c)  # xx, yy in pixel units
-
-
-def _polygon(cx, cy, radius, angle, corners, inner=None):
-    pts = []
-    steps = corners * (2 if inner else 1)
-    for k in range(steps):
-        r = inner if inner and k % 2 else radius
-        a = angle + 2 * math.pi * k / steps
-        pts.append((cx + r * math.cos(a), cy + r * math.sin(a)))
-    return pts
 
 
 def _rotated(points, cx, cy, angle):

@@ -109,3 +109,64 @@ def test_compute_dispatches_by_proxy_name(blobs):
     train_x, train_y, test_x, test_y = blobs
     assert proxies.compute("nn", {"metric": "cosine"}, train_x, train_y, test_x, test_y) == \
         proxies.nn_accuracy(train_x, train_y, test_x, test_y, metric="cosine")
+
+
+def float64_neighbours_accuracy(train_x, train_y, test_x, test_y, metric, k):
+    """Brute-force kNN entirely in float64, ties to the first training sample and the smallest label."""
+    train_x, test_x = np.asarray(train_x, np.float64), np.asarray(test_x, np.float64)
+    if metric == "cosine":
+        train_x = train_x / np.linalg.norm(train_x, axis=1, keepdims=True)
+        test_x = test_x / np.linalg.norm(test_x, axis=1, keepdims=True)
+        dist = 1.0 - test_x @ train_x.T
+    else:
+        dist = np.einsum("ij,ij->i", train_x, train_x)[None, :] - 2.0 * test_x @ train_x.T
+    nearest = np.argsort(dist, axis=1, kind="stable")[:, :k]
+    classes = np.unique(train_y)
+    votes = np.stack([(train_y[nearest] == c).sum(axis=1) for c in classes], axis=1)
+    return float(np.mean(classes[np.argmax(votes, axis=1)] == test_y))
+
+
+def near_ties(gap, n=200, d=64, seed=0):
+    """Per test sample, two training samples along the same direction at distance 1 + gap (label 0, first
+    in training order) and 1 (label 1), far from the origin so that float32 cannot see a gap of 1e-6."""
+    rng = np.random.default_rng(seed)
+    centre = rng.normal(size=(n, d)) * 100
+    step = rng.normal(size=(n, d))
+    step /= np.linalg.norm(step, axis=1, keepdims=True)
+    train_x = np.concatenate([centre + step * (1 + gap), centre + step])
+    train_y = np.r_[np.zeros(n, int), np.ones(n, int)]
+    return train_x, train_y, centre, np.ones(n, int)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_nn_decides_what_float32_cannot_in_float64(metric):
+    train_x, train_y, test_x, test_y = near_ties(gap=1e-6)
+    a, b = test_x.astype(np.float32), train_x.astype(np.float32)
+    if metric == "cosine":
+        a, b = a / np.linalg.norm(a, axis=1, keepdims=True), b / np.linalg.norm(b, axis=1, keepdims=True)
+        dist = 1 - a @ b.T
+    else:
+        dist = np.einsum("ij,ij->i", b, b)[None, :] - 2 * a @ b.T
+    assert np.mean(train_y[np.argmin(dist, axis=1)] == test_y) < 0.1  # float32 alone mostly gets it wrong
+    assert float64_neighbours_accuracy(train_x, train_y, test_x, test_y, metric, 1) == 1.0
+    assert proxies.nn_accuracy(train_x, train_y, test_x, test_y, metric=metric) == 1.0
+    # k = 3: the two near samples plus the nearest other centre; the vote is 1 to 2 or 2 to 1 by a hair
+    want = float64_neighbours_accuracy(train_x, train_y, test_x, test_y, metric, 3)
+    assert proxies.nn_accuracy(train_x, train_y, test_x, test_y, metric=metric, k=3) == want
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_nn_exact_ties_go_to_the_first_training_sample(metric):
+    train_x, train_y, test_x, test_y = near_ties(gap=0.0)  # duplicates: label 0 comes first
+    assert proxies.nn_accuracy(train_x, train_y, test_x, test_y, metric=metric) == 0.0
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+@pytest.mark.parametrize("k", [1, 4])
+def test_nn_matches_float64_on_crowded_float32_features(metric, k):
+    # many samples close together, stored as float32 as the feature cache stores them
+    rng = np.random.default_rng(k)
+    y = rng.integers(0, 3, size=3000)
+    x = (rng.normal(size=(3, 48))[y] * 0.05 + rng.normal(size=(3000, 48)) * 0.01 + 5).astype(np.float32)
+    got = proxies.nn_accuracy(x[:2500], y[:2500], x[2500:], y[2500:], metric=metric, k=k, block=128)
+    assert got == float64_neighbours_accuracy(x[:2500], y[:2500], x[2500:], y[2500:], metric, k)

@@ -10,8 +10,20 @@ For M models, N training and O test samples and P equal devices:
 L_i is model i's load time, I_i its per-sample inference time, T_N the time to
 load the training data, T_O the time to load a model's inferred test features,
 E_Proxy the per-sample proxy time; S_k and r_k come from Algorithm 1 (see
-halving.py) and S_k is taken as the |S_k| models of largest I_j, since larger,
-slower models tend to survive longest (§4.2).
+halving.py).
+
+Departure from §4.2 on S_k: the paper takes S_k as the |S_k| models of largest
+I_j, "following the trend of larger and slower models surviving the longest",
+and §6.4 reports the estimate going wrong when that trend does not hold. Which
+models survive is a property of the pool, the proxy and the data that earlier
+runs show, so the estimate uses a survival tendency s in [-1, 1] measured on
+them (planner.survival): the expected sum of any per-model cost f over S_k is
+
+    (1 - |s|) |S_k| mean_M(f) + |s| sum_{j in X_k} f_j
+
+with X_k the |S_k| slowest models (s > 0) or the fastest (s < 0). s = 1 is the
+paper's rule and the prior before any run; s = 0 means survival does not
+depend on cost.
 
 Departure from §4.2: T_N and T_O are charged per sample read (t_N * samples,
 t_O * O). shift streams readers in blocks and an SH round reads only the r_k C
@@ -33,6 +45,8 @@ class CostInputs:
     read_seconds: float                # t_N: reading one training sample
     feature_read_seconds: float        # t_O: reading one cached test feature row
     proxy_seconds: float               # E_Proxy, per training sample
+    survival: float = 1.0              # s: 1 the slowest models survive (§4.2), 0 cost-blind, -1 the fastest
+    survival_observed: int = 0         # survivor sets s was measured on; 0: the §4.2 prior
 
 
 @dataclass
@@ -61,16 +75,42 @@ def without_sh(c, models):
 def with_sh(c, models, sched):
     o, p = c.test_samples, max(1, c.devices)
     test_phase = sum(c.load_seconds[m] + c.infer_seconds[m] * o for m in models) / p
-    slowest_first = sorted(models, key=lambda m: (-c.infer_seconds[m], m))
     rounds, before = [], 0
     for r in sched.rounds:
-        survivors = slowest_first[:r.models]
         new = r.seen - before                 # C r_k, the rest of the reader in the last round
-        cost = sum(c.load_seconds[j] + c.read_seconds * new + c.infer_seconds[j] * new
-                   + c.feature_read_seconds * o + c.proxy_seconds * r.seen for j in survivors)
-        rounds.append(cost / min(p, len(survivors)))
+        per_model = lambda j: c.load_seconds[j] + c.infer_seconds[j] * new  # noqa: E731
+        shared = c.read_seconds * new + c.feature_read_seconds * o + c.proxy_seconds * r.seen
+        cost = survivor_sum(c, models, r.models, per_model) + r.models * shared
+        rounds.append(cost / min(p, r.models))
         before = r.seen
     return test_phase, rounds
+
+
+def survivor_sum(c, models, size, f):
+    """Expected sum of f over the `size` survivors of a round, under the survival tendency c.survival."""
+    s = max(-1.0, min(1.0, c.survival))
+    by_cost = sorted(models, key=lambda m: (-c.infer_seconds[m], m))
+    extreme = by_cost[:size] if s >= 0 else by_cost[::-1][:size]
+    mean = sum(f(m) for m in models) / len(models)
+    return (1 - abs(s)) * size * mean + abs(s) * sum(f(m) for m in extreme)
+
+
+def survival_tendency(infer_seconds, survivors):
+    """s of one observed survivor set: where its inference cost lies between the fastest and the slowest.
+
+    infer_seconds holds I_j of the models the round started with, survivors the
+    models it kept. 0 when the survivors cost what |S| models cost on average.
+    """
+    size = len(survivors)
+    if not size or size >= len(infer_seconds):
+        return None
+    costs = sorted(infer_seconds.values())
+    actual = sum(infer_seconds[m] for m in survivors)
+    mean = size * sum(costs) / len(costs)
+    slowest, fastest = sum(costs[-size:]), sum(costs[:size])
+    if actual >= mean:
+        return (actual - mean) / (slowest - mean) if slowest > mean else 0.0
+    return -(mean - actual) / (mean - fastest) if mean > fastest else 0.0
 
 
 def estimate(c, models, sched):
@@ -83,6 +123,7 @@ def estimate(c, models, sched):
         "sum_L": sum(c.load_seconds[m] for m in models),
         "sum_I": sum(c.infer_seconds[m] for m in models),
         "t_N": c.read_seconds, "t_O": c.feature_read_seconds, "E_proxy": c.proxy_seconds,
+        "survival": c.survival, "survival_observed": c.survival_observed,
         "budget": sched.budget, "chunk": sched.chunk,
         "rounds": [{"k": r.index, "models": r.models, "r_k": r.pulls, "R_k": r.seen, "seconds": s}
                    for r, s in zip(sched.rounds, rounds)],

@@ -89,7 +89,8 @@ def run(req):
                              chunk=setting(req.db, "shift.sh_chunk_size", None, int))
     est = costmodel.estimate(measure(req), req.models, sched)
     if mode == "on" or (mode == "auto" and est.choice == "successive halving"):
-        values = successive_halving(req, sched)
+        values, kept = successive_halving(req, sched)
+        est.terms["survivors"] = kept
         record(req, "successive halving", est, started, mode)
     else:
         dispatch(req, full_pass_tasks(req, missing))
@@ -141,10 +142,15 @@ def inference_tasks(req, model, reader, upto):
 
 
 def successive_halving(req, sched):
-    """Algorithm 1 of seed 000 §4.1: each round pulls every surviving arm, then keeps the better half."""
-    raw = {}
+    """Algorithm 1 of seed 000 §4.1: each round pulls every surviving arm, then keeps the better half.
+
+    Returns the survivors' values and, per round, the models it kept (which the
+    cost model learns survival from).
+    """
+    raw, pulled = {}, []
 
     def pull(alive, seen):
+        pulled.append(sorted(alive))
         planned = []
         for m in alive:
             first = len(planned)
@@ -155,21 +161,15 @@ def successive_halving(req, sched):
         return req.present({m: raw[m] for m in alive})
 
     alive, _ = halving.run(req.models, sched, pull, req.descending)
-    return {m: raw[m] for m in alive}
+    return {m: raw[m] for m in alive}, pulled[1:] + [sorted(alive)]
 
 
 # -- the cost model's inputs, measured ------------------------------------------------
 
 def measure(req):
-    """L_i, I_i (per live device), t_N, t_O, E_Proxy and P, from what workers measured (§4.2)."""
+    """L_i, I_i (per live device), t_N, t_O, E_Proxy, P and the survival tendency, as measured (§4.2)."""
     db = req.db
-    rows = db.execute(
-        "SELECT c.model_id, avg(c.load_seconds) AS load, avg(c.per_sample_seconds) AS infer FROM shift.costs c "
-        "WHERE c.model_id = ANY($1) AND (c.device IN (SELECT device FROM shift.live_workers) "
-        "OR NOT EXISTS (SELECT 1 FROM shift.costs d JOIN shift.live_workers w USING (device) "
-        "WHERE d.model_id = c.model_id)) GROUP BY c.model_id", ["text[]"], [req.models])
-    load = {r["model_id"]: r["load"] for r in rows}
-    infer = {r["model_id"]: r["infer"] for r in rows}
+    load, infer = model_costs(db, req.models)
     unmeasured = [m for m in req.models if m not in infer]
     if unmeasured:
         raise ShiftError("no inference cost is measured for model %s" % unmeasured[0], "XX000",
@@ -182,7 +182,46 @@ def measure(req):
     return costmodel.CostInputs(
         train_samples=req.train["num_samples"], test_samples=req.test["num_samples"], devices=req.devices,
         load_seconds=load, infer_seconds=infer, read_seconds=read["s"] if read else 0.0,
-        feature_read_seconds=t_o, proxy_seconds=e_proxy)
+        feature_read_seconds=t_o, proxy_seconds=e_proxy, **survival(req))
+
+
+def model_costs(db, models):
+    """L_i and I_i per model, averaged over the live workers' devices (or any device, if none measured one)."""
+    rows = db.execute(
+        "SELECT c.model_id, avg(c.load_seconds) AS load, avg(c.per_sample_seconds) AS infer FROM shift.costs c "
+        "WHERE c.model_id = ANY($1) AND (c.device IN (SELECT device FROM shift.live_workers) "
+        "OR NOT EXISTS (SELECT 1 FROM shift.costs d JOIN shift.live_workers w USING (device) "
+        "WHERE d.model_id = c.model_id)) GROUP BY c.model_id", ["text[]"], [list(models)])
+    return {r["model_id"]: r["load"] for r in rows}, {r["model_id"]: r["infer"] for r in rows}
+
+
+SURVIVAL_HISTORY = 5  # successive-halving runs the survival tendency is averaged over
+
+
+def survival(req):
+    """The cost model's survival tendency: how slow the survivors of earlier SH runs were.
+
+    Measured on the last runs of the same scorer and parameters on the same
+    train reader (their rounds, with today's inference costs); 1, the paper's
+    "slowest survive" (§4.2), before any.
+    """
+    rows = req.db.execute(
+        "SELECT model_ids, (terms->'survivors')::text AS survivors FROM shift.plans "
+        "WHERE choice = 'successive halving' AND scorer = $1 AND params = $2 AND train_reader = $3 "
+        "AND terms ? 'survivors' ORDER BY plan_id DESC LIMIT %d" % SURVIVAL_HISTORY,
+        ["text", "jsonb", "text"], [req.scorer.name, canonical_json(req.params), req.train["reader_id"]])
+    runs = [(list(r["model_ids"]), json.loads(r["survivors"])) for r in rows]
+    _, infer = model_costs(req.db, {m for models, _ in runs for m in models})
+    observed = []
+    for models, kept in runs:
+        start = models
+        for survivors in kept:
+            if all(m in infer for m in start):
+                s = costmodel.survival_tendency({m: infer[m] for m in start}, survivors)
+                if s is not None:
+                    observed.append(s)
+            start = survivors
+    return {"survival": statistics.fmean(observed) if observed else 1.0, "survival_observed": len(observed)}
 
 
 def proxy_costs(req):

@@ -2,6 +2,7 @@
 
 import pytest
 
+from pyfuncs import costmodel
 from tests.support import Database, WorkerProcess, digits, register_model
 
 
@@ -48,6 +49,9 @@ def test_successive_halving_rounds_and_full_data_survivors(pdb):
         assert full_estimate > 0 and sh_estimate > 0 and seconds > 0
         # 3 models, top-1: ceil(log2 3) = 2 rounds, B = 6, L = 3, 2, r = 1, 1, C = ceil(300 / 2) = 150
         assert [(r["models"], r["R_k"]) for r in terms["rounds"]] == [(3, 150), (2, 300)]
+        # the models each round kept: two of three, then the best
+        assert [len(kept) for kept in terms["survivors"]] == [2, 1] and terms["survivors"][1] == [best[0][0]]
+        assert set(terms["survivors"][0]) < set(pdb.models) and best[0][0] in terms["survivors"][0]
         fidelities = conn.execute("SELECT fidelity, count(*) FROM shift.scores WHERE proxy = 'nn' "
                                   "AND params->>'metric' = 'euclidean' GROUP BY 1 ORDER BY 1").fetchall()
         assert fidelities == [(150, 3), (300, 2)]
@@ -61,6 +65,25 @@ def test_successive_halving_rounds_and_full_data_survivors(pdb):
         assert last_plan(conn)[0] == "full"
         # the survivor carries its full-data value
         assert best[0][1] == pytest.approx(every[best[0][0]])
+
+
+def test_cost_model_learns_survival_from_earlier_runs(pdb):
+    with pdb.connect() as conn:
+        conn.execute("SET shift.successive_halving = 'on'")
+        conn.execute("DELETE FROM shift.scores WHERE proxy = 'nn' AND params->>'metric' = 'cosine'")
+        top(conn, "CosineNN", 1)
+        first = last_plan(conn)[4]
+        assert first["survival"] == 1.0 and first["survival_observed"] == 0  # the §4.2 prior
+        conn.execute("DELETE FROM shift.scores WHERE proxy = 'nn' AND params->>'metric' = 'cosine'")
+        top(conn, "CosineNN", 1)
+        second = last_plan(conn)[4]
+        infer = dict(conn.execute("SELECT model_id, per_sample_seconds FROM shift.costs").fetchall())
+        start, observed = pdb.models, []
+        for kept in first["survivors"]:
+            observed.append(costmodel.survival_tendency({m: infer[m] for m in start}, kept))
+            start = kept
+        assert second["survival_observed"] == 2
+        assert second["survival"] == pytest.approx(sum(observed) / 2)
 
 
 def test_descending_keeps_the_highest(pdb):

@@ -1,5 +1,7 @@
 """Algorithm 1 bookkeeping (seed 000 §4.1) and the cost model (§4.2) on hand-computed cases."""
 
+import dataclasses
+
 import pytest
 
 from pyfuncs import costmodel, halving
@@ -115,3 +117,36 @@ def test_sh_and_full_agree_on_the_top_when_the_proxy_is_monotone_in_data_size():
         assert best == full, trial
         assert pulls[-1][1] == n and all(v == error(b, n) for b, v in values.items())
         assert [p[0] for p in pulls] == [r.models for r in sched.rounds]
+
+
+def test_survivor_cost_follows_the_survival_tendency():
+    infer = {"a": 1.0, "b": 2.0, "c": 3.0, "d": 6.0}
+    c = inputs(100, infer=infer)
+    f = infer.__getitem__
+    # s = 1, the paper's S_k: the two slowest; s = 0: two average models; s = -1: the two fastest
+    assert costmodel.survivor_sum(c, list(infer), 2, f) == pytest.approx(9.0)
+    assert costmodel.survivor_sum(dataclasses.replace(c, survival=0.0), list(infer), 2, f) == pytest.approx(6.0)
+    assert costmodel.survivor_sum(dataclasses.replace(c, survival=-1.0), list(infer), 2, f) == pytest.approx(3.0)
+    assert costmodel.survivor_sum(dataclasses.replace(c, survival=0.5), list(infer), 2, f) == pytest.approx(7.5)
+
+
+def test_survival_tendency_of_observed_survivors():
+    infer = {"a": 1.0, "b": 2.0, "c": 3.0, "d": 6.0}  # two average models cost 6
+    assert costmodel.survival_tendency(infer, ["c", "d"]) == pytest.approx(1.0)
+    assert costmodel.survival_tendency(infer, ["a", "b"]) == pytest.approx(-1.0)
+    assert costmodel.survival_tendency(infer, ["a", "c"]) == pytest.approx(-2.0 / 3.0)  # 4 of 3..6
+    assert costmodel.survival_tendency(infer, ["b", "d"]) == pytest.approx(2.0 / 3.0)   # 8 of 6..9
+    assert costmodel.survival_tendency(infer, list(infer)) is None  # nothing was dropped: no evidence
+
+
+def test_measured_survival_moves_the_sh_estimate():
+    """Cheap models surviving makes SH cheaper than the paper's slowest-survive rule predicts."""
+    models = ["m%d" % i for i in range(16)]
+    infer = {m: 1e-3 * (1 + i) for i, m in enumerate(models)}
+    sched = halving.schedule(16, 20000)
+    paper = costmodel.estimate(inputs(20000, infer=infer), models, sched)
+    cheap = costmodel.estimate(dataclasses.replace(inputs(20000, infer=infer), survival=-1.0), models, sched)
+    assert paper.terms["survival"] == 1.0 and paper.terms["survival_observed"] == 0
+    assert cheap.with_sh < paper.with_sh and cheap.without_sh == paper.without_sh
+    # the first round holds every model, so only later rounds change
+    assert cheap.terms["rounds"][0]["seconds"] == pytest.approx(paper.terms["rounds"][0]["seconds"])

@@ -66,12 +66,25 @@ def run_query(conn, scorer, params, train, mode):
     rows = conn.execute("SELECT model_id, score FROM shift.score(%s, %s, ARRAY(SELECT model_id FROM shift.models), "
                         "'BenchTest', %s, top_k => 1)", (scorer, params, train)).fetchall()
     seconds = time.perf_counter() - started
-    plan = conn.execute("SELECT choice, estimate_full, estimate_sh FROM shift.plans ORDER BY plan_id DESC "
+    plan = conn.execute("SELECT choice, estimate_full, estimate_sh, terms FROM shift.plans ORDER BY plan_id DESC "
                         "LIMIT 1").fetchone()
     inferred = conn.execute("SELECT coalesce(sum(num_rows), 0) FROM shift.features WHERE reader_id = %s",
                             (train,)).fetchone()[0]
-    return {"seconds": seconds, "top1": rows[0][0], "score": rows[0][1], "choice": plan[0],
-            "estimate_full": plan[1], "estimate_sh": plan[2], "train_samples_inferred": int(inferred)}
+    out = {"seconds": seconds, "top1": rows[0][0], "score": rows[0][1], "choice": plan[0],
+           "estimate_full": plan[1], "estimate_sh": plan[2], "survival": (plan[3] or {}).get("survival"),
+           "train_samples_inferred": int(inferred)}
+    out.update(breakdown(conn))
+    return out
+
+
+def breakdown(conn):
+    """Where the query's time went, from what the worker recorded: model time, proxy time, task wall times."""
+    tasks = dict(conn.execute("SELECT kind, sum(extract(epoch FROM finished_at - started_at)) FROM shift.tasks "
+                              "WHERE status = 'done' GROUP BY kind").fetchall())
+    return {"inference_task_seconds": float(tasks.get("inference") or 0.0),
+            "proxy_task_seconds": float(tasks.get("proxy") or 0.0),
+            "model_seconds": float(conn.execute("SELECT coalesce(sum(seconds), 0) FROM shift.features").fetchone()[0]),
+            "proxy_seconds": float(conn.execute("SELECT coalesce(sum(seconds), 0) FROM shift.scores").fetchone()[0])}
 
 
 def plain_inference(pool, arrays, batch_size):
@@ -155,26 +168,32 @@ def main():
 def report(results, args):
     print()
     print("| reader | query | no SH (s) | SH (s) | picked (s) | plan picked | SH / no-SH measured | "
-          "predicted | top-1 same |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "predicted (§4.2 prior) | predicted (measured survival) | top-1 same |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for key, runs in results.items():
         if "/" not in key:
             continue
         reader, kind = key.split("/")
         off, on, auto = runs["off"], runs["on"], runs["auto"]
         measured = on["seconds"] / off["seconds"]
-        predicted = (auto["estimate_sh"] / auto["estimate_full"]) if auto["estimate_full"] else float("nan")
+        prior, predicted = (r["estimate_sh"] / r["estimate_full"] for r in (on, auto))
         faster = "successive halving" if on["seconds"] < off["seconds"] else "full"
-        print("| %s (%d) | %s | %.1f | %.1f | %.1f | %s%s | %.2f | %.2f | %s |" % (
+        print("| %s (%d) | %s | %.1f | %.1f | %.1f | %s%s | %.2f | %.2f | %.2f (s = %.2f) | %s |" % (
             reader, args.train if reader == "BenchTrain" else args.small, kind, off["seconds"], on["seconds"],
             auto["seconds"], auto["choice"], "" if auto["choice"] == faster else " (slower one)", measured,
-            predicted, "yes" if off["top1"] == on["top1"] else "no"))
+            prior, predicted, auto["survival"], "yes" if off["top1"] == on["top1"] else "no"))
     plain = results.get("plain_inference_seconds")
     if plain:
         for kind in KINDS:
-            full = results["BenchTrain/%s" % kind]["off"]["seconds"]
+            off = results["BenchTrain/%s" % kind]["off"]
+            full = off["seconds"]
             print("overhead %s: full query %.1fs / plain batched inference %.1fs = %.2f" % (kind, full, plain,
                                                                                            full / plain))
+            print("  of the full query: models %.1fs, rest of inference tasks (read, store) %.1fs, proxies %.1fs "
+                  "(tasks %.1fs), outside tasks %.1fs" % (
+                      off["model_seconds"], off["inference_task_seconds"] - off["model_seconds"],
+                      off["proxy_seconds"], off["proxy_task_seconds"],
+                      full - off["inference_task_seconds"] - off["proxy_task_seconds"]))
     speedups = [results["BenchTrain/%s" % k]["off"]["seconds"] / results["BenchTrain/%s" % k]["on"]["seconds"]
                 for k in KINDS]
     print("SH speed-up on the large reader: %s" % ", ".join("%.2fx" % s for s in speedups))

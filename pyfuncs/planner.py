@@ -211,6 +211,8 @@ def survival(req):
         "AND terms ? 'survivors' ORDER BY plan_id DESC LIMIT %d" % SURVIVAL_HISTORY,
         ["text", "jsonb", "text"], [req.scorer.name, canonical_json(req.params), req.train["reader_id"]])
     runs = [(list(r["model_ids"]), json.loads(r["survivors"])) for r in rows]
+    if not runs:
+        return {"survival": 1.0, "survival_observed": 0}
     _, infer = model_costs(req.db, {m for models, _ in runs for m in models})
     observed = []
     for models, kept in runs:

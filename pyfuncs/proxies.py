@@ -9,6 +9,10 @@ import numpy as np
 
 
 _UNIT_ROUNDOFF = float(np.finfo(np.float32).eps) / 2  # u = 2^-24
+_PROBE_ROWS = 128  # test samples of the first block, which decide whether float32 is worth it
+# float32 costs about half of float64, and each undecided sample a float64 row more: beyond this
+# fraction of undecided samples the float32 pass stops paying for itself
+_MOSTLY_UNSURE = 0.3
 
 
 def nn_accuracy(train_x, train_y, test_x, test_y, metric="cosine", k=1, block=1024):
@@ -25,12 +29,14 @@ def nn_accuracy(train_x, train_y, test_x, test_y, metric="cosine", k=1, block=10
     scikit-learn's KNeighborsClassifier with uniform weights. Test samples are
     processed in blocks so memory stays O(block x n_train).
 
-    Precision: the distance matrix is computed in float32, which halves the
-    time of the matrix product that dominates (features are stored as float32
-    anyway). Its error is bounded a priori (_Points.error_bound); a test sample
-    whose k-th and (k+1)-th nearest float32 cannot tell apart is decided again
-    in float64 among the training samples the bound leaves possible. So the
-    neighbours are those of a float64 computation, ties included.
+    Precision: distances are computed in float32, about twice as fast as
+    float64 for the matrix product that dominates (features are stored as
+    float32 anyway). Their error is bounded a priori (_Points.error_bound); a
+    test sample whose k-th and (k+1)-th nearest float32 cannot tell apart is
+    decided again in float64, so the neighbours are those of a float64
+    computation, ties included. When float32 cannot decide many samples of the
+    first block (crowded features, as from untrained networks), the rest is
+    computed in float64 directly.
     """
     train_y = np.asarray(train_y)
     test_y = np.asarray(test_y)
@@ -41,25 +47,17 @@ def nn_accuracy(train_x, train_y, test_x, test_y, metric="cosine", k=1, block=10
         raise ValueError("k=%d neighbours asked of %d training samples" % (k, len(train_y)))
     classes, train_class = np.unique(train_y, return_inverse=True)
     train, test = _Points(train_x, metric), _Points(test_x, metric)
-    correct = 0
-    for start in range(0, len(test_y), block):
-        rows = slice(start, start + block)
-        dist = train.offset32[None, :] - train.scale * (test.x32[rows] @ train.x32.T)
-        bound = train.error_bound(test.norm[rows])
-        if k < len(train_y):
-            order = np.argpartition(dist, k, axis=1)[:, :k + 1]
-            kth = np.take_along_axis(dist, order, axis=1)
-            first = np.argsort(kth, axis=1)  # the k nearest by float32, then the (k+1)-th
-            order = np.take_along_axis(order, first, axis=1)
-            kth = np.take_along_axis(kth, first, axis=1)
-            # j beyond the k nearest is certainly farther when d_(k+1) - bound > d_(k) + bound
-            unsure = kth[:, k] - kth[:, k - 1] <= 2 * bound
-            nearest = order[:, :k]
+    use_float32 = k < len(train_y)
+    correct, start, size = 0, 0, min(block, _PROBE_ROWS)
+    while start < len(test_y):
+        rows = np.arange(start, min(start + size, len(test_y)))
+        if use_float32:
+            nearest, unsure = _nearest32(train, test, rows, k)
+            if unsure.any():
+                nearest[unsure] = _nearest64(train, test.rows64(rows[unsure]), k)
+            use_float32 = unsure.mean() <= _MOSTLY_UNSURE
         else:
-            unsure = np.zeros(len(dist), dtype=bool)
-            nearest = np.broadcast_to(np.arange(k), (len(dist), k)).copy()
-        for row in np.nonzero(unsure)[0]:
-            nearest[row] = _exact_nearest(train, test.rows64([start + row])[0], dist[row], bound[row], k)
+            nearest = _nearest64(train, test.rows64(rows), k)
         if k == 1:
             predicted = train_y[nearest[:, 0]]
         else:
@@ -67,15 +65,35 @@ def nn_accuracy(train_x, train_y, test_x, test_y, metric="cosine", k=1, block=10
             np.add.at(votes, (np.arange(len(nearest))[:, None], train_class[nearest]), 1)
             predicted = classes[np.argmax(votes, axis=1)]  # argmax: the first, i.e. smallest, of tied classes
         correct += int(np.sum(predicted == test_y[rows]))
+        start, size = start + len(rows), block
     return correct / len(test_y)
 
 
-def _exact_nearest(train, a64, dist32, bound, k):
-    """The k nearest of one test sample in float64, among the training samples float32 leaves possible."""
-    kth = np.partition(dist32, k - 1)[k - 1]
-    candidates = np.nonzero(dist32 - bound <= kth + bound)[0]
-    dist = train.offset64[candidates] - train.scale * (train.rows64(candidates) @ a64)
-    return candidates[np.argsort(dist, kind="stable")[:k]]
+def _nearest32(train, test, rows, k):
+    """The k nearest training samples of each test row by float32 distance, and which rows it cannot decide."""
+    dist = train.offset32[None, :] - train.scale * (test.x32[rows] @ train.x32.T)
+    order = np.argpartition(dist, k, axis=1)[:, :k + 1]
+    kth = np.take_along_axis(dist, order, axis=1)
+    first = np.argsort(kth, axis=1)  # the k nearest by float32, then the (k+1)-th
+    order = np.take_along_axis(order, first, axis=1)
+    kth = np.take_along_axis(kth, first, axis=1)
+    # every sample beyond the k nearest is certainly farther when d_(k+1) - bound > d_(k) + bound
+    unsure = kth[:, k] - kth[:, k - 1] <= 2 * train.error_bound(test.norm[rows])
+    return order[:, :k], unsure
+
+
+def _nearest64(train, a64, k):
+    """The k nearest training samples of each row of a64 in float64; equal distances go to the smaller index."""
+    dist = train.offset64[None, :] - train.scale * (a64 @ train.x64.T)
+    if k == 1:
+        return np.argmin(dist, axis=1)[:, None]  # argmin: the first of equally near samples
+    nearest = np.argpartition(dist, k - 1, axis=1)[:, :k]
+    kth = np.take_along_axis(dist, nearest, axis=1).max(axis=1, keepdims=True)
+    # argpartition picks arbitrarily among samples tied at the k-th distance: redo those rows exactly
+    for row in np.nonzero(np.count_nonzero(dist <= kth, axis=1) > k)[0]:
+        candidates = np.nonzero(dist[row] <= kth[row, 0])[0]
+        nearest[row] = candidates[np.argsort(dist[row, candidates], kind="stable")[:k]]
+    return nearest
 
 
 class _Points:
@@ -87,9 +105,8 @@ class _Points:
     """
 
     def __init__(self, x, metric):
-        self.raw = np.asarray(x)
         self.cosine = metric == "cosine"
-        x64 = np.asarray(self.raw, dtype=np.float64)
+        x64 = np.asarray(x, dtype=np.float64)
         norms = np.linalg.norm(x64, axis=1)
         if self.cosine:
             self.inverse_norm = 1.0 / np.where(norms == 0, 1.0, norms)
@@ -102,10 +119,17 @@ class _Points:
             self.offset64, self.scale = np.einsum("ij,ij->i", x64, x64), 2.0
         self.offset32 = self.offset64.astype(np.float32)
         self.gamma = _gamma(x64.shape[1] + 6)
+        self._raw64, self._x64 = x64, None
+
+    @property
+    def x64(self):
+        """All rows in float64, normalised when first needed (when float32 falls short)."""
+        if self._x64 is None:
+            self._x64 = self._raw64 * self.inverse_norm[:, None] if self.cosine else self._raw64
+        return self._x64
 
     def rows64(self, index):
-        x64 = np.asarray(self.raw[index], dtype=np.float64)
-        return x64 * self.inverse_norm[index][:, None] if self.cosine else x64
+        return self._raw64[index] * self.inverse_norm[index][:, None] if self.cosine else self._raw64[index]
 
     def error_bound(self, test_norms):
         """Per test row, a bound on |float32 distance - float64 distance| over all training samples.

@@ -170,3 +170,20 @@ def test_nn_matches_float64_on_crowded_float32_features(metric, k):
     x = (rng.normal(size=(3, 48))[y] * 0.05 + rng.normal(size=(3000, 48)) * 0.01 + 5).astype(np.float32)
     got = proxies.nn_accuracy(x[:2500], y[:2500], x[2500:], y[2500:], metric=metric, k=k, block=128)
     assert got == float64_neighbours_accuracy(x[:2500], y[:2500], x[2500:], y[2500:], metric, k)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_nn_float32_decides_most_rows_and_float64_the_rest(metric, monkeypatch):
+    # 40 near ties among 400 samples float32 decides alone: the ties must be redone, and only they
+    train_x, train_y, test_x, test_y = near_ties(gap=1e-6, n=40)
+    rng = np.random.default_rng(9)
+    clear = rng.normal(size=(360, train_x.shape[1])) * 100
+    train_x = np.concatenate([train_x, clear + 0.5])
+    train_y = np.r_[train_y, np.full(360, 2)]
+    order = rng.permutation(400)
+    test_x, test_y = np.concatenate([test_x, clear])[order], np.r_[test_y, np.full(360, 2)][order]
+    redone = []
+    exact = proxies._nearest64
+    monkeypatch.setattr(proxies, "_nearest64", lambda train, a64, k: redone.append(len(a64)) or exact(train, a64, k))
+    assert proxies.nn_accuracy(train_x, train_y, test_x, test_y, metric=metric, block=100) == 1.0
+    assert sum(redone) == 40  # float32 stayed on, and decided the 360 clear samples itself

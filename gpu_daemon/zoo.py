@@ -279,12 +279,7 @@ def build_zoo(out_dir: Path, seed: int = 0, profile: str = "demo") -> list[dict]
         xte = prep.to_batch(x_test, IMAGE_SIZE, mean, std)
         model = _train(model, m, xtr, torch.from_numpy(y_train), spec.batch_size, seed * 1000 + i)
         acc = accuracy(model, xte, torch.from_numpy(y_test))
-        path = out_dir / ("%s.pth" % m.name)
-        tmp = path.with_suffix(".tmp")
-        torch.save(model.state_dict(), tmp)
-        os.replace(tmp, path)
-        with torch.inference_mode():
-            feature_dim = model.forward_head(model.forward_features(xte[:1]), pre_logits=True).shape[1]
+        path, feature_dim = save_checkpoint(model, out_dir / ("%s.pth" % m.name), xte[:1])
         entries.append(dict(
             model_id="%s.%s" % (UPSTREAM_DATASET, m.name), source="timm", locator=m.locator, checkpoint=str(path),
             input="Vision", upstream_dataset=UPSTREAM_DATASET, upstream_accuracy=round(acc, 4),
@@ -302,19 +297,35 @@ def build_zoo(out_dir: Path, seed: int = 0, profile: str = "demo") -> list[dict]
     return entries
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gpu_daemon.zoo", description=__doc__.split("\n\n")[0])
+def save_checkpoint(model, path: Path, sample) -> tuple[Path, int]:
+    """Write the weights atomically (a reader never sees half a file); also return the feature size."""
+    import torch
+
+    tmp = path.with_suffix(".tmp")
+    torch.save(model.state_dict(), tmp)
+    os.replace(tmp, path)
+    with torch.inference_mode():
+        return path, int(model.forward_head(model.forward_features(sample), pre_logits=True).shape[1])
+
+
+def cli(build, profiles, default: str, prog: str, description: str, argv: list[str] | None = None) -> int:
+    """The command line of a zoo builder: `prog OUT_DIR [--profile P] [--seed S] [--threads T]`."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("out_dir", type=Path, help="directory for the weights and zoo.json")
-    parser.add_argument("--profile", choices=sorted(PROFILES), default="demo")
+    parser.add_argument("--profile", choices=sorted(profiles), default=default)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = parser.parse_args(argv)
     if args.threads:
         import torch
         torch.set_num_threads(args.threads)
-    entries = build_zoo(args.out_dir, seed=args.seed, profile=args.profile)
+    entries = build(args.out_dir, seed=args.seed, profile=args.profile)
     print(json.dumps(entries, indent=2))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli(build_zoo, PROFILES, "demo", "python -m gpu_daemon.zoo", __doc__.split("\n\n")[0], argv)
 
 
 if __name__ == "__main__":

@@ -33,10 +33,8 @@ second build into the same directory returns the manifest without training.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -44,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gpu_daemon.zoo import _options, _write_json, accuracy
+from gpu_daemon.zoo import _options, _write_json, accuracy, cli, save_checkpoint
 
 from .datasets import IMAGE_SIZE, UPSTREAM, TaskSpec, font_fingerprint, splits
 
@@ -277,12 +275,7 @@ def build_zoo(out_dir: Path, seed: int = 0, profile: str = "full") -> list[dict]
         model = _pretrain(model, m, xtr, torch.from_numpy(y_train), mirror_invariant_classes(task), spec.batch_size,
                           seed * 1000 + i)
         acc = accuracy(model, xte, torch.from_numpy(y_test))
-        path = out_dir / ("%s.pth" % m.model_id)
-        tmp = path.with_suffix(".tmp")
-        torch.save(model.state_dict(), tmp)
-        os.replace(tmp, path)
-        with torch.inference_mode():
-            feature_dim = model.forward_head(model.forward_features(xte[:1]), pre_logits=True).shape[1]
+        path, feature_dim = save_checkpoint(model, out_dir / ("%s.pth" % m.model_id), xte[:1])
         entries.append(dict(
             model_id=m.model_id, source="timm", locator=m.locator, checkpoint=str(path), input="Vision",
             upstream_dataset=m.upstream, upstream_accuracy=round(acc, 4),
@@ -303,18 +296,7 @@ def build_zoo(out_dir: Path, seed: int = 0, profile: str = "full") -> list[dict]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.quality.zoo", description=__doc__.split("\n\n")[0])
-    parser.add_argument("out_dir", type=Path, help="directory for the weights and zoo.json")
-    parser.add_argument("--profile", choices=sorted(PROFILES), default="full")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    args = parser.parse_args(argv)
-    if args.threads:
-        import torch
-        torch.set_num_threads(args.threads)
-    entries = build_zoo(args.out_dir, seed=args.seed, profile=args.profile)
-    print(json.dumps(entries, indent=2))
-    return 0
+    return cli(build_zoo, PROFILES, "full", "python -m bench.quality.zoo", __doc__.split("\n\n")[0], argv)
 
 
 if __name__ == "__main__":

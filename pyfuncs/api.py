@@ -7,8 +7,9 @@ import functools
 import json
 
 from . import planner, registry, scorers
+from .arguments import distinct_ids, json_object, known_ids, require_known, resolve_reader
 from .db import Plpy
-from .errors import INVALID_PARAMETER, ShiftError, unknown
+from .errors import INTERNAL_ERROR, INVALID_PARAMETER, ShiftError, unknown
 
 
 def _sql_errors(fn):
@@ -42,40 +43,21 @@ def drop_object(db, kind, name):
     table, column = {"model": ("shift.models", "model_id"), "reader": ("shift.readers", "reader_id")}[kind]
     rows = db.execute("DELETE FROM %s WHERE %s = $1 RETURNING %s" % (table, column, column), ["text"], [name])
     if not rows.nrows():
-        known = [r[column] for r in db.execute("SELECT %s FROM %s" % (column, table))]
-        raise unknown(kind, name or "", known)
-
-
-def resolve_reader(db, name):
-    """A reader row by exact id, else by case-insensitive id (SHiFT-QL folds nothing)."""
-    row = db.one("SELECT * FROM shift.readers WHERE reader_id = $1", ["text"], [name])
-    if row is None:
-        rows = db.execute("SELECT * FROM shift.readers WHERE lower(reader_id) = lower($1)", ["text"], [name])
-        row = rows[0] if rows.nrows() == 1 else None
-    if row is None:
-        raise unknown("reader", name or "", [r["reader_id"] for r in db.execute("SELECT reader_id FROM shift.readers")])
-    return row
+        raise unknown(kind, name or "", known_ids(db, kind))
 
 
 @_sql_errors
 def score(db, scorer_name, params, model_ids, test_reader, train_reader, top_k=None, descending=False):
     scorer = scorers.get_model_scorer(scorer_name or "")
-    given = json.loads(params) if isinstance(params, str) else (params or {})
-    if not isinstance(given, dict):
-        raise ShiftError("scorer parameters must be a json object", INVALID_PARAMETER)
-    resolved = scorer.resolve(given)
+    resolved = scorer.resolve(json_object(params, "scorer parameters"))
     if top_k is not None and top_k < 1:
         raise ShiftError("top_k must be at least 1, not %d" % top_k, INVALID_PARAMETER)
     test = resolve_reader(db, test_reader)
     train = resolve_reader(db, train_reader)
-    models = list(dict.fromkeys(m for m in (model_ids or []) if m is not None))
+    models = distinct_ids(model_ids)
     if not models:
         return []
-    known = {r["model_id"] for r in db.execute(
-        "SELECT model_id FROM shift.models WHERE model_id = ANY($1)", ["text[]"], [models])}
-    for m in models:
-        if m not in known:
-            raise unknown("model", m, [r["model_id"] for r in db.execute("SELECT model_id FROM shift.models")])
+    require_known(db, "model", models)
 
     if scorer.kind == "finetune":
         # every model is fine-tuned: halving needs a proxy that is cheap on a data fraction
@@ -87,7 +69,7 @@ def score(db, scorer_name, params, model_ids, test_reader, train_reader, top_k=N
     if top_k is None:
         lost = [m for m in models if m not in values]
         if lost:
-            raise ShiftError("proxy value of model %s is missing after its task finished" % lost[0], "XX000")
+            raise ShiftError("proxy value of model %s is missing after its task finished" % lost[0], INTERNAL_ERROR)
         return [(m, values[m]) for m in models]
     from .halving import survivors
     return [(m, values[m]) for m in survivors(values, top_k, bool(descending))]
@@ -168,7 +150,7 @@ def drop_view(db, name, cascade):
 @_sql_errors
 def dataset_similarity(db, metric, params, reader_ids, target_reader):
     from . import datasim
-    return datasim.dataset_similarity(db, metric, params, reader_ids, target_reader, resolve_reader)
+    return datasim.dataset_similarity(db, metric, params, reader_ids, target_reader)
 
 
 @_sql_errors

@@ -10,32 +10,9 @@ The meta-learned FineTune ranks models by the fine-tuning results recorded in
 shift.finetune_results (pyfuncs.finetune).
 """
 
-import json
-
 from . import scorers
-from .errors import INVALID_PARAMETER, ShiftError, unknown
-
-FEATURE_NOT_SUPPORTED = "0A000"
-
-
-def _params(params):
-    given = json.loads(params) if isinstance(params, str) else (params or {})
-    if not isinstance(given, dict):
-        raise ShiftError("parameters must be a json object", INVALID_PARAMETER)
-    return given
-
-
-def _ids(values):
-    return list(dict.fromkeys(v for v in (values or []) if v is not None))
-
-
-def _check_known(db, kind, ids):
-    table, column = {"model": ("shift.models", "model_id"), "reader": ("shift.readers", "reader_id")}[kind]
-    known = {r["id"] for r in db.execute("SELECT %s AS id FROM %s WHERE %s = ANY($1)" % (column, table, column),
-                                         ["text[]"], [ids])}
-    for i in ids:
-        if i not in known:
-            raise unknown(kind, i, [r["id"] for r in db.execute("SELECT %s AS id FROM %s" % (column, table))])
+from .arguments import distinct_ids, json_object, require_known, resolve_reader
+from .errors import FEATURE_NOT_SUPPORTED, WRONG_OBJECT_TYPE, ShiftError
 
 
 def _vector_operator(db, distance):
@@ -45,15 +22,15 @@ def _vector_operator(db, distance):
     return "OPERATOR(%s.%s)" % (row["schema"], scorers.DISTANCES[distance])
 
 
-def dataset_similarity(db, metric_name, params, reader_ids, target_reader, resolve_reader):
+def dataset_similarity(db, metric_name, params, reader_ids, target_reader):
     """(reader_id, distance to the target reader) per reader but the target itself: shift.dataset_similarity."""
     metric = scorers.get_datasim_metric(metric_name or "")
-    metric.resolve(_params(params))
+    metric.resolve(json_object(params))
     target = resolve_reader(db, target_reader)
-    readers = _ids(reader_ids)
+    readers = distinct_ids(reader_ids)
     if not readers:
         return []
-    _check_known(db, "reader", readers)
+    require_known(db, "reader", readers)
     column = scorers.EMBEDDINGS[metric.proxy]  # a fixed column name from the registry, not user input
     lacking = [r["reader_id"] for r in db.execute(
         "SELECT reader_id FROM shift.readers WHERE reader_id = ANY($1) AND %s IS NULL ORDER BY reader_id" % column,
@@ -83,13 +60,13 @@ def benchmark_scores(db, scorer_name, params, model_ids, reader_ids):
     scorer = scorers.get(scorer_name or "")
     if scorer.kind != "finetune":
         raise ShiftError("%s has no benchmark results; only fine-tuning scorers do" % scorer.name,
-                         scorers.WRONG_OBJECT_TYPE,
+                         WRONG_OBJECT_TYPE,
                          hint="rank by %s with TESTED ON test_reader TRAINED ON train_reader" % scorer.name)
-    resolved = scorer.resolve(_params(params))
-    models, readers = _ids(model_ids), _ids(reader_ids)
+    resolved = scorer.resolve(json_object(params))
+    models, readers = distinct_ids(model_ids), distinct_ids(reader_ids)
     if not models or not readers:
         return []
-    _check_known(db, "model", models)
-    _check_known(db, "reader", readers)
+    require_known(db, "model", models)
+    require_known(db, "reader", readers)
     from . import finetune
     return finetune.benchmark_scores(db, scorer, resolved, models, readers)

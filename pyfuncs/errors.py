@@ -2,13 +2,22 @@
 
 import difflib
 
+# Every SQLSTATE shift raises, named as in PostgreSQL's errcodes.txt where the name is not ours.
 SYNTAX_ERROR = "42601"
 UNDEFINED_OBJECT = "42704"
 DUPLICATE_OBJECT = "42710"
+DUPLICATE_TABLE = "42P07"
+DUPLICATE_COLUMN = "42701"
+AMBIGUOUS_COLUMN = "42702"
+WRONG_OBJECT_TYPE = "42809"
+INSUFFICIENT_PRIVILEGE = "42501"
 INVALID_PARAMETER = "22023"
+FEATURE_NOT_SUPPORTED = "0A000"
+INVALID_TRANSACTION_STATE = "25000"
 NOT_READY = "55000"  # object_not_in_prerequisite_state
 UNDEFINED_FILE = "58P01"
 TASK_FAILED = "38000"  # external_routine_exception
+INTERNAL_ERROR = "XX000"
 
 
 class ShiftError(Exception):

@@ -11,30 +11,22 @@ The protocol itself runs in the worker (gpu_daemon.finetune); this module plans
 the tasks, waits for them, and reads the table.
 """
 
-import json
-
 from . import queue, scorers, tasks
-from .errors import INVALID_PARAMETER, NOT_READY, ShiftError, unknown
+from .arguments import distinct_ids, json_object, require_known
+from .errors import INTERNAL_ERROR, INVALID_PARAMETER, NOT_READY, ShiftError
 
 SCORER = "FineTune"
 
 
 def resolve(params):
     """The protocol's parameters with defaults filled in; 22023 on a bad one."""
-    given = json.loads(params) if isinstance(params, str) else (params or {})
-    if not isinstance(given, dict):
-        raise ShiftError("fine-tuning parameters must be a json object", INVALID_PARAMETER)
-    return scorers.get(SCORER).resolve(given)
+    return scorers.get(SCORER).resolve(json_object(params, "fine-tuning parameters"))
 
 
 def _models(db, model_ids):
-    models = list(dict.fromkeys(m for m in (model_ids or []) if m is not None))
+    models = distinct_ids(model_ids)
     if models:
-        rows = db.execute("SELECT model_id, input FROM shift.models WHERE model_id = ANY($1)", ["text[]"], [models])
-        known = {r["model_id"]: r["input"] for r in rows}
-        for m in models:
-            if m not in known:
-                raise unknown("model", m, [r["model_id"] for r in db.execute("SELECT model_id FROM shift.models")])
+        require_known(db, "model", models)
     return models
 
 
@@ -84,7 +76,7 @@ def run(db, model_ids, train, validation, test, params):
         done = _results(db, models, *ids, params)
         lost = [m for m in missing if m not in done]
         if lost:
-            raise ShiftError("fine-tuning result of model %s is missing after its task finished" % lost[0], "XX000")
+            raise ShiftError("fine-tuning result of model %s is missing after its task finished" % lost[0], INTERNAL_ERROR)
     return done
 
 

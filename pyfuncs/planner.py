@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 from . import costmodel, halving, proxies, queue, tasks
-from .errors import INVALID_PARAMETER, ShiftError
+from .errors import INTERNAL_ERROR, INVALID_PARAMETER, ShiftError
 from .scorers import canonical_json
 
 MODES = ("auto", "on", "off")
@@ -172,7 +172,7 @@ def measure(req):
     load, infer = model_costs(db, req.models)
     unmeasured = [m for m in req.models if m not in infer]
     if unmeasured:
-        raise ShiftError("no inference cost is measured for model %s" % unmeasured[0], "XX000",
+        raise ShiftError("no inference cost is measured for model %s" % unmeasured[0], INTERNAL_ERROR,
                          detail="its test inference should have measured it")
     read = db.one("SELECT per_sample_seconds AS s FROM shift.reader_costs WHERE reader_id = $1", ["text"],
                   [req.train["reader_id"]]) or db.one(

@@ -10,7 +10,7 @@ poll sleeps with pg_sleep, so statement_timeout and cancel interrupt it.
 import json
 import time
 
-from .errors import NOT_READY, TASK_FAILED, ShiftError
+from .errors import INVALID_TRANSACTION_STATE, NOT_READY, TASK_FAILED, ShiftError
 
 POLL_SECONDS = 0.05
 WORKER_GRACE_SECONDS = 20.0
@@ -48,7 +48,7 @@ def _quote(value):
 def require_read_committed(db):
     level = db.setting("transaction_isolation")
     if level != "read committed":
-        raise ShiftError("shift queries must run at isolation level read committed, not %s" % level, "25000",
+        raise ShiftError("shift queries must run at isolation level read committed, not %s" % level, INVALID_TRANSACTION_STATE,
                          hint="run the query in its own transaction, or SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
 
 
@@ -104,7 +104,7 @@ def _require_committed(cur, kind, table, column, names):
                          hint="commit the transaction that registered it, then run the query")
 
 
-def wait(db, task_ids, progress=None):
+def wait(db, task_ids):
     """Block until every task is done; raise on a failed task or when no worker is left."""
     pending = set(task_ids)
     last_live = time.monotonic()
@@ -121,8 +121,6 @@ def wait(db, task_ids, progress=None):
                              detail="task %d (%s)" % (root["task_id"], root["key"]),
                              hint="see the worker log; the next query retries the task")
         pending -= {r["task_id"] for r in rows if r["status"] == "done"}
-        if progress:
-            progress(len(task_ids) - len(pending), len(task_ids))
         if not pending:
             break
         if db.one("SELECT count(*) AS n FROM shift.live_workers")["n"]:

@@ -11,7 +11,9 @@ import os
 import re
 
 from . import errors, files, queue
-from .errors import DUPLICATE_OBJECT, INVALID_PARAMETER, UNDEFINED_FILE, ShiftError
+from .arguments import distinct_ids, json_object, require_known
+from .errors import (DUPLICATE_OBJECT, INSUFFICIENT_PRIVILEGE, INTERNAL_ERROR, INVALID_PARAMETER, UNDEFINED_FILE,
+                     ShiftError)
 
 SOURCES = {
     "timm": "pytorch",
@@ -34,12 +36,7 @@ def normalise_input(value):
 
 
 def parse_options(options):
-    if options is None:
-        return {}
-    value = json.loads(options) if isinstance(options, str) else options
-    if not isinstance(value, dict):
-        raise ShiftError("options must be a json object, not %s" % type(value).__name__, INVALID_PARAMETER)
-    return value
+    return json_object(options, "options")
 
 
 def register_model(db, model_id, source, locator, checkpoint=None, input="Vision", upstream_dataset=None,
@@ -143,7 +140,7 @@ def register_npz_reader(db, reader_id, path, x_key="x", y_key="y", input="Vision
     except FileNotFoundError:
         raise ShiftError("file %s of reader %s does not exist" % (path, reader_id), UNDEFINED_FILE) from None
     except PermissionError:
-        raise ShiftError("file %s of reader %s is not readable by the server" % (path, reader_id), "42501",
+        raise ShiftError("file %s of reader %s is not readable by the server" % (path, reader_id), INSUFFICIENT_PRIVILEGE,
                          hint="make it readable by the database's OS user") from None
     except (OSError, ValueError) as e:
         raise ShiftError("file %s of reader %s is not a readable npz" % (path, reader_id), INVALID_PARAMETER,
@@ -190,7 +187,7 @@ def _require_file_access(db, reader_id, path, what):
         raise ShiftError("%s path of %s must be absolute, not %r" % (what, reader_id, path), INVALID_PARAMETER)
     row = db.one("SELECT pg_catalog.pg_has_role(current_user, 'pg_read_server_files', 'MEMBER') AS ok")
     if not row["ok"]:
-        raise ShiftError("permission denied to read server file %s for reader %s" % (path, reader_id), "42501",
+        raise ShiftError("permission denied to read server file %s for reader %s" % (path, reader_id), INSUFFICIENT_PRIVILEGE,
                          detail="readers over files are read with the server's and the workers' file access",
                          hint="a superuser can GRANT pg_read_server_files TO the role, or use a SQL reader")
 
@@ -199,7 +196,7 @@ def _file_error(reader_id, path, e):
     if isinstance(e, FileNotFoundError):
         return ShiftError("file %s of reader %s does not exist" % (path, reader_id), UNDEFINED_FILE)
     if isinstance(e, PermissionError):
-        return ShiftError("file %s of reader %s is not readable by the server" % (path, reader_id), "42501",
+        return ShiftError("file %s of reader %s is not readable by the server" % (path, reader_id), INSUFFICIENT_PRIVILEGE,
                           hint="make it readable by the database's OS user")
     return ShiftError("file %s of reader %s cannot be read" % (path, reader_id), INVALID_PARAMETER,
                       detail=str(e).splitlines()[0] if str(e) else type(e).__name__)
@@ -369,7 +366,7 @@ def describe_reader(db, kind, source, options):
     row = db.one("SELECT payload->'result' AS r FROM shift.tasks WHERE task_id = $1", ["bigint"], [ids[0]])
     result = json.loads(row["r"]) if row and isinstance(row["r"], str) else (row or {}).get("r")
     if not result:
-        raise ShiftError("the describe task of %s finished without an answer" % source, "XX000")
+        raise ShiftError("the describe task of %s finished without an answer" % source, INTERNAL_ERROR)
     return result
 
 
@@ -487,13 +484,8 @@ def describe_models(db, model_ids=None):
                           "ORDER BY model_id")
         ids = [r["model_id"] for r in rows]
     else:
-        ids = list(dict.fromkeys(m for m in model_ids if m is not None))
-        known = {r["model_id"] for r in db.execute("SELECT model_id FROM shift.models WHERE model_id = ANY($1)",
-                                                   ["text[]"], [ids])}
-        for m in ids:
-            if m not in known:
-                raise errors.unknown("model", m, [r["model_id"] for r in
-                                                  db.execute("SELECT model_id FROM shift.models")])
+        ids = distinct_ids(model_ids)
+        require_known(db, "model", ids)
     if not ids:
         return []
     queue.require_live_worker(db)

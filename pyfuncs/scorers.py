@@ -25,9 +25,7 @@ Kinds of entry:
 import json
 from dataclasses import dataclass, field
 
-from .errors import INVALID_PARAMETER, ShiftError, unknown
-
-WRONG_OBJECT_TYPE = "42809"
+from .errors import INVALID_PARAMETER, WRONG_OBJECT_TYPE, ShiftError, unknown
 KINDS = ("proxy", "finetune", "datasim")
 # reader embeddings a DataSimMetric may compare: the column of shift.readers that holds each
 EMBEDDINGS = {"task2vec": "task2vec"}

@@ -25,8 +25,6 @@ CREATE TABLE shift.models (
     input_std         double precision[],
     loaded_at         timestamptz,  -- when a worker last loaded it and filled in what the library knows
     load_error        text,         -- why the last load failed (NULL once it loads)
-    tans_embedding    vector,
-    fennec_embedding  vector,
     registered_at     timestamptz NOT NULL DEFAULT now()
 );
 COMMENT ON TABLE shift.models IS 'the Models view: one row per pre-trained model (seed 000 §3.1)';

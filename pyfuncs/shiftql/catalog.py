@@ -73,8 +73,6 @@ MODELS = Relation(
         ("input_std", "double precision[]"),
         ("loaded_at", "timestamptz"),
         ("load_error", "text"),
-        ("tans_embedding", "vector"),
-        ("fennec_embedding", "vector"),
         ("registered_at", "timestamptz"),
     ),
     # seed 000 §3.1 calls the input kind "Modality"
@@ -122,14 +120,6 @@ def spellings(relation):
 def find_relation(written):
     """The relation a user's table name means, or None."""
     return _BY_NAME.get(normalise(written))
-
-
-def relation(written):
-    """The relation a user's table name means; 42704 naming the closest ones otherwise."""
-    found = find_relation(written)
-    if found is None:
-        raise unknown("table", str(written), [r.name for r in RELATIONS])
-    return found
 
 
 # --------------------------------------------------------------------------

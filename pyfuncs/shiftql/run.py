@@ -83,7 +83,7 @@ def explain(db, text):
 def _engine_plans(db, result):
     """What the engine would do for each scoring view (seed 000 §4.2 cost model), from planner.describe."""
     from .. import planner, scorers
-    from ..api import resolve_reader
+    from ..arguments import resolve_reader
 
     lines = []
     for request in result.requests:

@@ -14,8 +14,6 @@ import json
 import re
 from dataclasses import dataclass
 
-from ..errors import unknown
-
 NUMERIC_TYPES = frozenset({"smallint", "integer", "bigint", "real", "double precision", "numeric"})
 
 

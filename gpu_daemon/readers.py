@@ -564,7 +564,7 @@ def hf_x_input(feature) -> str | None:
 
 def describe_hf(path: str, options: dict, reader_id: str = "?") -> dict:
     """Sample count, classes, columns and modality of a saved dataset (registration asks a worker for these)."""
-    from pyfuncs.registry import label_order
+    from pyfuncs.reader_registry import label_order
 
     ds = open_hf_dataset(path, options.get("split"), reader_id)
     x_col, y_col = hf_columns(ds, options.get("x_column"), options.get("y_column", "label"), path)

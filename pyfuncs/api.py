@@ -1,15 +1,19 @@
 """Entry points of the SQL functions; each PL/Python body calls exactly one of these.
 
-ShiftError becomes a PostgreSQL error with its SQLSTATE, detail and hint.
+ShiftError becomes a PostgreSQL error with its SQLSTATE, detail and hint. SHiFT-QL
+is imported on first use: sqlglot takes a quarter of a second to import, which a
+session that only registers models or scores should not pay.
 """
 
 import functools
 import json
 
-from . import planner, registry, scorers
-from .arguments import distinct_ids, json_object, known_ids, require_known, resolve_reader
+from . import datasim, planner, reader_registry, registry, scorers
+from . import finetune as finetuning
+from .arguments import distinct_ids, json_object, require_known, resolve_reader
 from .db import Plpy
-from .errors import INTERNAL_ERROR, INVALID_PARAMETER, ShiftError, unknown
+from .halving import survivors
+from .errors import INTERNAL_ERROR, INVALID_PARAMETER, ShiftError
 
 
 def _sql_errors(fn):
@@ -23,27 +27,16 @@ def _sql_errors(fn):
     return wrapper
 
 
-@_sql_errors
-def register_model(db, *args):
-    return registry.register_model(db, *args)
-
-
-@_sql_errors
-def register_sql_reader(db, *args):
-    return registry.register_sql_reader(db, *args)
-
-
-@_sql_errors
-def register_npz_reader(db, *args):
-    return registry.register_npz_reader(db, *args)
-
-
-@_sql_errors
-def drop_object(db, kind, name):
-    table, column = {"model": ("shift.models", "model_id"), "reader": ("shift.readers", "reader_id")}[kind]
-    rows = db.execute("DELETE FROM %s WHERE %s = $1 RETURNING %s" % (table, column, column), ["text"], [name])
-    if not rows.nrows():
-        raise unknown(kind, name or "", known_ids(db, kind))
+register_model = _sql_errors(registry.register_model)
+register_sql_reader = _sql_errors(reader_registry.register_sql_reader)
+register_npz_reader = _sql_errors(reader_registry.register_npz_reader)
+register_npy_reader = _sql_errors(reader_registry.register_npy_reader)
+register_csv_reader = _sql_errors(reader_registry.register_csv_reader)
+register_imagefolder_reader = _sql_errors(reader_registry.register_imagefolder_reader)
+register_tfds_reader = _sql_errors(reader_registry.register_tfds_reader)
+register_hf_reader = _sql_errors(reader_registry.register_hf_reader)
+describe_models = _sql_errors(registry.describe_models)
+drop_object = _sql_errors(registry.drop_object)
 
 
 @_sql_errors
@@ -61,8 +54,7 @@ def score(db, scorer_name, params, model_ids, test_reader, train_reader, top_k=N
 
     if scorer.kind == "finetune":
         # every model is fine-tuned: halving needs a proxy that is cheap on a data fraction
-        from . import finetune
-        values = finetune.scores(db, scorer, resolved, models, test, train)
+        values = finetuning.scores(db, scorer, resolved, models, test, train)
     else:
         req = planner.Request(db, scorer, resolved, models, test, train, top_k, bool(descending))
         values = req.present(planner.run(req))
@@ -71,7 +63,6 @@ def score(db, scorer_name, params, model_ids, test_reader, train_reader, top_k=N
         if lost:
             raise ShiftError("proxy value of model %s is missing after its task finished" % lost[0], INTERNAL_ERROR)
         return [(m, values[m]) for m in models]
-    from .halving import survivors
     return [(m, values[m]) for m in survivors(values, top_k, bool(descending))]
 
 
@@ -103,36 +94,6 @@ def register_models(db, models, source, describe):
     return registry.register_models(db, models, source, True if describe is None else describe)
 
 
-@_sql_errors
-def describe_models(db, model_ids):
-    return registry.describe_models(db, model_ids)
-
-
-@_sql_errors
-def register_npy_reader(db, *args):
-    return registry.register_npy_reader(db, *args)
-
-
-@_sql_errors
-def register_csv_reader(db, *args):
-    return registry.register_csv_reader(db, *args)
-
-
-@_sql_errors
-def register_imagefolder_reader(db, *args):
-    return registry.register_imagefolder_reader(db, *args)
-
-
-@_sql_errors
-def register_tfds_reader(db, *args):
-    return registry.register_tfds_reader(db, *args)
-
-
-@_sql_errors
-def register_hf_reader(db, *args):
-    return registry.register_hf_reader(db, *args)
-
-
 # -- SHiFT-QL views and explain ------------------------------------------------------------------------
 
 @_sql_errors
@@ -147,22 +108,13 @@ def drop_view(db, name, cascade):
     run.drop_view(db, name, bool(cascade))
 
 
-@_sql_errors
-def dataset_similarity(db, metric, params, reader_ids, target_reader):
-    from . import datasim
-    return datasim.dataset_similarity(db, metric, params, reader_ids, target_reader)
-
-
-@_sql_errors
-def benchmark_scores(db, scorer, params, model_ids, reader_ids):
-    from . import datasim
-    return datasim.benchmark_scores(db, scorer, params, model_ids, reader_ids)
+dataset_similarity = _sql_errors(datasim.dataset_similarity)
+benchmark_scores = _sql_errors(datasim.benchmark_scores)
 
 
 # -- fine-tuning (seed 002 §4.3) ---------------------------------------------------------------------
 
 @_sql_errors
 def finetune(db, model_ids, train_reader, validation_reader, test_reader, params):
-    from . import finetune as ft
     readers = [resolve_reader(db, r) for r in (train_reader, validation_reader, test_reader)]
-    return ft.finetune(db, model_ids, *readers, params)
+    return finetuning.finetune(db, model_ids, *readers, params)

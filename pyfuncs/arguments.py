@@ -10,7 +10,7 @@ import json
 from .errors import INVALID_PARAMETER, ShiftError, unknown
 
 # the registry's tables by the kind of object an id names; fixed names, never user input
-_TABLES = {"model": ("shift.models", "model_id"), "reader": ("shift.readers", "reader_id")}
+TABLES = {"model": ("shift.models", "model_id"), "reader": ("shift.readers", "reader_id")}
 
 
 def json_object(value, what="parameters"):
@@ -32,13 +32,13 @@ def distinct_ids(values):
 
 
 def known_ids(db, kind):
-    table, column = _TABLES[kind]
+    table, column = TABLES[kind]
     return [r["id"] for r in db.execute("SELECT %s AS id FROM %s" % (column, table))]
 
 
 def require_known(db, kind, ids):
     """Raise 42704 for the first of `ids` ('model' or 'reader') that is not registered."""
-    table, column = _TABLES[kind]
+    table, column = TABLES[kind]
     found = {r["id"] for r in db.execute("SELECT %s AS id FROM %s WHERE %s = ANY($1)" % (column, table, column),
                                          ["text[]"], [list(ids)])}
     for i in ids:

@@ -1,8 +1,9 @@
 """File-based readers: what registration and the workers both need to know about a file source.
 
-Registration runs inside PostgreSQL, where only the standard library and numpy are
-available, and the worker runs next to it; both import these helpers, so the sample
-order a reader was counted in is the order it is read in.
+Registration runs inside PostgreSQL, which has pyfuncs' requirements but none of the
+frameworks (no PIL, torch or TensorFlow), and the worker runs next to it; both import
+these helpers, written with the standard library alone, so the sample order a reader
+was counted in is the order it is read in.
 
 * Image folders: one subfolder per class; classes in sorted order, files in the order
   of ``sorted(os.walk(class_dir))`` then sorted file names, the order of torchvision's

@@ -1,19 +1,17 @@
-"""Registration of models and readers: validate everything, then one INSERT.
+"""Registration of models (the Models view of seed 000 §3.1): validate everything, then one INSERT.
 
 A registration either lands whole or raises before writing anything, so no
 half-registered object remains. Bulk registration (:func:`register_models`) applies
 this per model and reports each model's outcome instead of stopping at the first.
 """
 
-import hashlib
 import json
 import os
 import re
 
-from . import errors, files, queue
-from .arguments import distinct_ids, json_object, require_known
-from .errors import (DUPLICATE_OBJECT, INSUFFICIENT_PRIVILEGE, INTERNAL_ERROR, INVALID_PARAMETER, UNDEFINED_FILE,
-                     ShiftError)
+from . import errors, queue
+from .arguments import TABLES, distinct_ids, json_object, known_ids, require_known
+from .errors import DUPLICATE_OBJECT, INVALID_PARAMETER, ShiftError
 
 SOURCES = {
     "timm": "pytorch",
@@ -37,6 +35,14 @@ def normalise_input(value):
 
 def parse_options(options):
     return json_object(options, "options")
+
+
+def drop_object(db, kind, name):
+    """shift.drop_model / shift.drop_reader: forget a model or reader and, by cascade, all cached for it."""
+    table, column = TABLES[kind]
+    rows = db.execute("DELETE FROM %s WHERE %s = $1 RETURNING %s" % (table, column, column), ["text"], [name])
+    if not rows.nrows():
+        raise errors.unknown(kind, name or "", known_ids(db, kind))
 
 
 def register_model(db, model_id, source, locator, checkpoint=None, input="Vision", upstream_dataset=None,
@@ -70,307 +76,6 @@ def register_model(db, model_id, source, locator, checkpoint=None, input="Vision
          feature_dim, input_size, upstream_dataset, upstream_accuracy, json.dumps(opts)])
     return model_id
 
-
-def _check_new_reader(db, reader_id, block_size):
-    if not reader_id:
-        raise ShiftError("reader id must not be empty", INVALID_PARAMETER)
-    if block_size is None or block_size <= 0:
-        raise ShiftError("block size must be positive, not %s" % block_size, INVALID_PARAMETER)
-    if db.one("SELECT 1 AS x FROM shift.readers WHERE lower(reader_id) = lower($1)", ["text"], [reader_id]):
-        raise ShiftError("reader %s is already registered" % reader_id, DUPLICATE_OBJECT,
-                         hint="drop it first with shift.drop_reader(%r)" % reader_id)
-
-
-def _insert_reader(db, reader_id, kind, source, options, input, num_samples, classes, block_size):
-    if num_samples == 0:
-        raise ShiftError("reader %s has no samples" % reader_id, INVALID_PARAMETER)
-    db.execute(
-        "INSERT INTO shift.readers (reader_id, kind, source, options, input, num_samples, classes, block_size) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        ["text", "text", "text", "jsonb", "text", "bigint", "text[]", "integer"],
-        [reader_id, kind, source, json.dumps(options), normalise_input(input), num_samples, classes, block_size])
-    return num_samples
-
-
-def register_sql_reader(db, reader_id, query, input="Vision", options=None, block_size=1024):
-    """A reader over a SQL query returning columns x and y, ordered by its own ORDER BY."""
-    import sqlglot
-    from sqlglot import exp
-
-    _check_new_reader(db, reader_id, block_size)
-    try:
-        tree = sqlglot.parse_one(query or "", read="postgres")
-    except sqlglot.errors.ParseError as e:
-        first = e.errors[0] if e.errors else {}
-        raise ShiftError("reader query of %s does not parse" % reader_id, errors.SYNTAX_ERROR,
-                         detail="line %s, column %s: %s" % (first.get("line"), first.get("col"),
-                                                            first.get("description", "syntax error"))) from None
-    except sqlglot.errors.SqlglotError as e:
-        raise ShiftError("reader query of %s does not parse" % reader_id, errors.SYNTAX_ERROR,
-                         detail=str(e).splitlines()[0]) from None
-    if not isinstance(tree, exp.Query):
-        raise ShiftError("reader query of %s must be a SELECT" % reader_id, INVALID_PARAMETER)
-    if not tree.args.get("order"):
-        raise ShiftError("reader query of %s has no ORDER BY" % reader_id, INVALID_PARAMETER,
-                         hint="order the samples by a unique key so that blocks of samples can be cached")
-    names = set(tree.named_selects)
-    if not {"x", "y"} <= names:
-        raise ShiftError("reader query of %s must return columns x and y" % reader_id, INVALID_PARAMETER,
-                         detail="it returns %s" % ", ".join(sorted(names)) or "nothing",
-                         hint="alias the sample column AS x and the label column AS y")
-    # The query runs here once, with the caller's privileges, to count and list classes.
-    wrapped = exp.select(exp.func("count", exp.Star()).as_("n"),
-                         exp.func("array_agg", exp.Distinct(expressions=[exp.cast(exp.column("y"), "text")])).as_("c")
-                         ).from_(tree.subquery("r"))
-    row = db.one(wrapped.sql(dialect="postgres"))
-    classes = sorted(row["c"] or [], key=label_order)
-    if any(c is None for c in classes):
-        raise ShiftError("reader %s has samples without a label" % reader_id, INVALID_PARAMETER)
-    return _insert_reader(db, reader_id, "sql", query, parse_options(options), input, row["n"], classes, block_size)
-
-
-def register_npz_reader(db, reader_id, path, x_key="x", y_key="y", input="Vision", options=None, block_size=1024):
-    """A reader over arrays x_key, y_key of a .npz file the server can read."""
-    import numpy as np
-
-    _check_new_reader(db, reader_id, block_size)
-    _require_file_access(db, reader_id, path, "npz")
-    try:
-        data = np.load(path, mmap_mode="r", allow_pickle=False)
-    except FileNotFoundError:
-        raise ShiftError("file %s of reader %s does not exist" % (path, reader_id), UNDEFINED_FILE) from None
-    except PermissionError:
-        raise ShiftError("file %s of reader %s is not readable by the server" % (path, reader_id), INSUFFICIENT_PRIVILEGE,
-                         hint="make it readable by the database's OS user") from None
-    except (OSError, ValueError) as e:
-        raise ShiftError("file %s of reader %s is not a readable npz" % (path, reader_id), INVALID_PARAMETER,
-                         detail=str(e)) from None
-    with data:
-        missing = [k for k in (x_key, y_key) if k not in data.files]
-        if missing:
-            raise ShiftError("npz file %s has no array %s" % (path, missing[0]), INVALID_PARAMETER,
-                             hint="arrays in the file: %s" % ", ".join(data.files))
-        y = np.asarray(data[y_key])
-        n_x = _npz_rows(data, x_key)
-    if y.ndim != 1 or len(y) != n_x:
-        raise ShiftError("npz file %s: %s has %d samples but %s has shape %s" % (path, x_key, n_x, y_key, y.shape),
-                         INVALID_PARAMETER)
-    classes = sorted({str(v) for v in y.tolist()}, key=label_order)
-    opts = dict(parse_options(options), x_key=x_key, y_key=y_key)
-    return _insert_reader(db, reader_id, "npz", path, opts, input, len(y), classes, block_size)
-
-
-def _npz_rows(data, key):
-    """Rows of one array of an open .npz, from its header alone (numpy would read the whole member)."""
-    import numpy as np
-
-    with data.zip.open(key + ".npy") as f:
-        version = np.lib.format.read_magic(f)
-        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        shape = read(f)[0]
-    return shape[0] if shape else 0
-
-
-def label_order(label):
-    """Numeric labels in numeric order, then text labels in text order."""
-    try:
-        return (0, float(label), "")
-    except (TypeError, ValueError):
-        return (1, 0.0, str(label))
-
-
-# -- files the server reads ---------------------------------------------------------------------
-
-def _require_file_access(db, reader_id, path, what):
-    """Registration reads the file as the server's OS user: only roles trusted with server files may ask."""
-    if not path or not os.path.isabs(path):
-        raise ShiftError("%s path of %s must be absolute, not %r" % (what, reader_id, path), INVALID_PARAMETER)
-    row = db.one("SELECT pg_catalog.pg_has_role(current_user, 'pg_read_server_files', 'MEMBER') AS ok")
-    if not row["ok"]:
-        raise ShiftError("permission denied to read server file %s for reader %s" % (path, reader_id), INSUFFICIENT_PRIVILEGE,
-                         detail="readers over files are read with the server's and the workers' file access",
-                         hint="a superuser can GRANT pg_read_server_files TO the role, or use a SQL reader")
-
-
-def _file_error(reader_id, path, e):
-    if isinstance(e, FileNotFoundError):
-        return ShiftError("file %s of reader %s does not exist" % (path, reader_id), UNDEFINED_FILE)
-    if isinstance(e, PermissionError):
-        return ShiftError("file %s of reader %s is not readable by the server" % (path, reader_id), INSUFFICIENT_PRIVILEGE,
-                          hint="make it readable by the database's OS user")
-    return ShiftError("file %s of reader %s cannot be read" % (path, reader_id), INVALID_PARAMETER,
-                      detail=str(e).splitlines()[0] if str(e) else type(e).__name__)
-
-
-def _classes_or_error(reader_id, labels):
-    if "" in labels or None in labels:
-        raise ShiftError("reader %s has samples without a label" % reader_id, INVALID_PARAMETER)
-    return sorted(labels, key=label_order)
-
-
-def _input_or(input, default):
-    return normalise_input(input) if input else default
-
-
-# -- more readers ------------------------------------------------------------------------------------
-
-def register_npy_reader(db, reader_id, x_path, y_path, input="Vision", options=None, block_size=1024):
-    """A reader over two .npy files: samples (first axis) and labels."""
-    import numpy as np
-
-    _check_new_reader(db, reader_id, block_size)
-    arrays = []
-    for path in (x_path, y_path):
-        _require_file_access(db, reader_id, path, "npy")
-        try:
-            arrays.append(np.load(path, mmap_mode="r", allow_pickle=False))
-        except (OSError, ValueError) as e:
-            raise _file_error(reader_id, path, e) from None
-    x, y = arrays
-    if x.ndim == 0 or y.ndim != 1 or len(y) != x.shape[0]:
-        raise ShiftError("npy files of %s: %s has shape %s but %s has shape %s" % (reader_id, x_path, x.shape,
-                                                                                   y_path, y.shape),
-                         INVALID_PARAMETER, hint="labels are a 1-D array with one entry per sample")
-    classes = sorted({str(v) for v in np.asarray(y).tolist()}, key=label_order)
-    opts = dict(parse_options(options), y_path=y_path)
-    return _insert_reader(db, reader_id, "npy", x_path, opts, _input_or(input, "Vision"), len(y), classes,
-                          block_size)
-
-
-def register_csv_reader(db, reader_id, path, label_column="label", x_columns=None, input=None, options=None,
-                        block_size=1024):
-    """A reader over a CSV file with a header row, in file order.
-
-    The sample is the numeric columns other than the label (Tabular, the default), or a
-    single column holding text (Text) or an image path relative to the file (Vision);
-    without ``input`` the first row decides. Options: ``delimiter``, ``quotechar``,
-    ``encoding``; a name ending in .gz is read gunzipped.
-    """
-    _check_new_reader(db, reader_id, block_size)
-    _require_file_access(db, reader_id, path, "csv")
-    opts = parse_options(options)
-    try:
-        n, labels, names, first = files.csv_summary(path, label_column or "label", list(x_columns or []) or None,
-                                                    opts)
-    except files.SourceError as e:
-        raise ShiftError(str(e), INVALID_PARAMETER) from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise _file_error(reader_id, path, e) from None
-    kind = _input_or(input, files.guess_csv_input(first, len(names)))
-    if kind in ("Vision", "Text") and len(names) != 1:
-        raise ShiftError("csv reader %s with input %s needs exactly one sample column, not %d"
-                         % (reader_id, kind, len(names)), INVALID_PARAMETER, hint="name it in x_columns")
-    if kind == "Tabular":
-        for name, value in zip(names, first):
-            try:
-                float(value)
-            except ValueError:
-                raise ShiftError("column %s of csv file %s holds %r, not a number" % (name, path, value),
-                                 INVALID_PARAMETER,
-                                 hint="list the numeric columns in x_columns, or set input to Text or Vision") \
-                    from None
-    opts.update(label_column=label_column or "label", x_columns=names)
-    return _insert_reader(db, reader_id, "csv", path, opts, kind, n, _classes_or_error(reader_id, labels),
-                          block_size)
-
-
-def register_imagefolder_reader(db, reader_id, path, options=None, block_size=1024):
-    """A reader over image files in one subfolder per class (torchvision ImageFolder layout and order)."""
-    _check_new_reader(db, reader_id, block_size)
-    _require_file_access(db, reader_id, path, "image folder")
-    opts = parse_options(options)
-    try:
-        counts = files.imagefolder_counts(path, files.extensions(opts))
-    except files.SourceError as e:
-        raise ShiftError(str(e), UNDEFINED_FILE) from None
-    except OSError as e:
-        raise _file_error(reader_id, path, e) from None
-    if not counts:
-        raise ShiftError("image folder %s has no class subfolders" % path, INVALID_PARAMETER,
-                         hint="put each class's images in a subfolder named after the class")
-    return _insert_reader(db, reader_id, "imagefolder", path, opts, "Vision", sum(n for _, n in counts),
-                          [c for c, _ in counts], block_size)
-
-
-def register_tfds_reader(db, reader_id, path, split="train", x_key=None, y_key=None, input=None, options=None,
-                         block_size=1024):
-    """A reader over one split of a TFDS prepared directory (``<data_dir>/<name>/<version>``).
-
-    The sample and label features default to the dataset's supervised keys; the label
-    must be a ClassLabel, whose names become the classes in index order.
-    """
-    _check_new_reader(db, reader_id, block_size)
-    _require_file_access(db, reader_id, path, "tfds")
-    try:
-        info = files.tfds_info(path)
-    except files.SourceError as e:
-        raise ShiftError(str(e), UNDEFINED_FILE) from None
-    except OSError as e:
-        raise _file_error(reader_id, path, e) from None
-    split = split or "train"
-    if split not in info["splits"]:
-        raise ShiftError("tfds dataset %s has no split %r" % (path, split), INVALID_PARAMETER,
-                         hint="its splits are %s" % ", ".join(info["splits"]))
-    feats = info["features"]
-    sup = info["supervised"]
-    x_key = x_key or (sup[0] if len(sup) == 2 else "image")
-    y_key = y_key or (sup[1] if len(sup) == 2 else "label")
-    for key in (x_key, y_key):
-        if key not in feats:
-            raise ShiftError("tfds dataset %s has no feature %r" % (path, key), INVALID_PARAMETER,
-                             hint="its features are %s" % ", ".join(feats))
-    if files.tfds_feature_kind(feats[y_key]) != "ClassLabel":
-        raise ShiftError("label feature %s of tfds dataset %s is not a ClassLabel" % (y_key, path), INVALID_PARAMETER,
-                         hint="name a ClassLabel feature in y_key")
-    classes = files.tfds_class_names(path, y_key, feats[y_key])
-    x_kind = files.tfds_feature_kind(feats[x_key])
-    guessed = {"Image": "Vision", "Text": "Text"}.get(x_kind, "Tabular")
-    opts = dict(parse_options(options), split=split, x_key=x_key, y_key=y_key, labels="index")
-    return _insert_reader(db, reader_id, "tfds", path, opts, _input_or(input, guessed), info["splits"][split],
-                          classes, block_size)
-
-
-def register_hf_reader(db, reader_id, path, x_column=None, y_column="label", split=None, input=None, options=None,
-                       block_size=1024):
-    """A reader over a Hugging Face ``datasets`` dataset written by ``save_to_disk``.
-
-    Counting its rows and listing its labels needs pyarrow and datasets, which the
-    server does not have, so a worker does it: registration enqueues a describe task,
-    waits for it like a query does (a live worker is needed; statement_timeout and cancel
-    work), and then inserts the row in the caller's transaction. A ClassLabel label
-    column gives the classes in index order; other labels are mapped by their text.
-    """
-    _check_new_reader(db, reader_id, block_size)
-    _require_file_access(db, reader_id, path, "dataset")
-    opts = dict(parse_options(options), y_column=y_column or "label")
-    if x_column:
-        opts["x_column"] = x_column
-    if split:
-        opts["split"] = split
-    result = describe_reader(db, "hf", path, opts)
-    opts.update(x_column=result["x_column"], y_column=result["y_column"])
-    if result.get("labels") == "index":
-        opts["labels"] = "index"
-    return _insert_reader(db, reader_id, "hf", path, opts, _input_or(input, result.get("input") or "Vision"),
-                          result["num_samples"], result["classes"], block_size)
-
-
-def describe_reader(db, kind, source, options):
-    """Ask a worker for a reader's sample count and classes; wait for the answer."""
-    queue.require_read_committed(db)
-    queue.require_live_worker(db)
-    spec = {"kind": kind, "source": source, "options": options}
-    key = "describe/reader/%s" % hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:20]
-    ids = queue.enqueue(db, [("describe", key, {"reader": spec}, [])], [], [])
-    queue.wait(db, ids)
-    row = db.one("SELECT payload->'result' AS r FROM shift.tasks WHERE task_id = $1", ["bigint"], [ids[0]])
-    result = json.loads(row["r"]) if row and isinstance(row["r"], str) else (row or {}).get("r")
-    if not result:
-        raise ShiftError("the describe task of %s finished without an answer" % source, INTERNAL_ERROR)
-    return result
-
-
-# -- bulk registration and the describe step ------------------------------------------------------
 
 MODEL_FIELDS = ("model_id", "source", "locator", "checkpoint", "input", "upstream_dataset", "upstream_accuracy",
                 "num_params", "feature_dim", "input_size", "architecture", "options")

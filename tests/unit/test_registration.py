@@ -5,7 +5,8 @@ import json
 import pytest
 
 from pyfuncs import files
-from pyfuncs.registry import MODEL_ID, label_order, model_id_from_locator
+from pyfuncs.reader_registry import label_order
+from pyfuncs.registry import MODEL_ID, model_id_from_locator
 
 
 @pytest.mark.parametrize("locator, want", [

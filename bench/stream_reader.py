@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from pyfuncs import tasks  # noqa: E402
 from shift_cli.cluster import Cluster  # noqa: E402
-from tests.support import Database, WorkerProcess, free_port  # noqa: E402
+from shift_cli.testbed import Database, WorkerProcess, free_port  # noqa: E402
 
 SIDE = 8          # samples are SIDE x SIDE grayscale images
 CLASSES = 10

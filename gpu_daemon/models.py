@@ -469,6 +469,42 @@ def pool_hidden(out, pooling: str, mask: torch.Tensor | None, model_id: str) -> 
     return (hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1.0)
 
 
+def _hf_model_class(transformers, config, options, modality, model_id):
+    """The transformers class to load: options.model_class, else the classifier the config names, else AutoModel."""
+    archs = list(getattr(config, "architectures", None) or [])
+    use_head = options.get("head", True)
+    if options.get("model_class"):
+        cls = getattr(transformers, options["model_class"], None)
+        if cls is None:
+            raise ValueError("model %s: transformers has no class %r for options.model_class"
+                             % (model_id, options["model_class"]))
+        return cls
+    if use_head and modality == "Vision" and any(a.endswith("ForImageClassification") for a in archs):
+        return transformers.AutoModelForImageClassification
+    if use_head and modality == "Text" and any(a.endswith("ForSequenceClassification") for a in archs):
+        return transformers.AutoModelForSequenceClassification
+    return transformers.AutoModel
+
+
+def _hf_extractor(module, base, forward, pooling, has_head, model_id):
+    """Pre-logits through a hook on the classifier, or the base model's output pooled as `pooling` says."""
+    if pooling == "prelogits":
+        return hook_extractor(module, last_linear(module), model_id, forward)
+    captured = []
+    if base is not module:
+        base.register_forward_hook(lambda _m, _a, out: captured.append(out))
+
+    def extractor(batch):
+        captured.clear()
+        out = forward(batch)
+        hidden = captured[-1] if captured else out
+        mask = batch.get("attention_mask") if isinstance(batch, dict) else None
+        logits = out.logits if has_head and hasattr(out, "logits") else None
+        return pool_hidden(hidden, pooling, mask, model_id), logits
+
+    return extractor
+
+
 def load_hf(row: dict, device: str) -> dict:
     """A transformers model from the hub or a ``save_pretrained`` directory, vision or text.
 
@@ -503,19 +539,7 @@ def load_hf(row: dict, device: str) -> dict:
                              "save_pretrained next to the model" % (model_id, where))
     modality = "Vision" if tokenizer is None else "Text"
 
-    archs = list(getattr(config, "architectures", None) or [])
-    use_head = options.get("head", True)
-    if options.get("model_class"):
-        cls = getattr(transformers, options["model_class"], None)
-        if cls is None:
-            raise ValueError("model %s: transformers has no class %r for options.model_class"
-                             % (model_id, options["model_class"]))
-    elif use_head and modality == "Vision" and any(a.endswith("ForImageClassification") for a in archs):
-        cls = transformers.AutoModelForImageClassification
-    elif use_head and modality == "Text" and any(a.endswith("ForSequenceClassification") for a in archs):
-        cls = transformers.AutoModelForSequenceClassification
-    else:
-        cls = transformers.AutoModel
+    cls = _hf_model_class(transformers, config, options, modality, model_id)
     try:
         module = cls.from_pretrained(where, **kwargs)
     except (OSError, ValueError) as e:
@@ -536,22 +560,7 @@ def load_hf(row: dict, device: str) -> dict:
     def forward(batch):
         return module(**batch) if isinstance(batch, dict) else module(pixel_values=batch)
 
-    if pooling == "prelogits":
-        layer = last_linear(module)
-        extractor = hook_extractor(module, layer, model_id, forward)
-    else:
-        captured = []
-        if base is not module:
-            base.register_forward_hook(lambda _m, _a, out: captured.append(out))
-
-        def extractor(batch):
-            captured.clear()
-            out = forward(batch)
-            hidden = captured[-1] if captured else out
-            mask = batch.get("attention_mask") if isinstance(batch, dict) else None
-            logits = out.logits if has_head and hasattr(out, "logits") else None
-            return pool_hidden(hidden, pooling, mask, model_id), logits
-
+    extractor = _hf_extractor(module, base, forward, pooling, has_head, model_id)
     parts = dict(module=module, extractor=extractor, forward=forward, modality=modality, modality_known=True,
                  num_classes=int(module.config.num_labels) if has_head else None, feature_dim=None)
     if modality == "Vision":
@@ -576,6 +585,20 @@ def _onnx_providers(ort, device: str) -> list[str]:
     return ["CPUExecutionProvider"]
 
 
+def _onnx_with_output(onnx, graph_model, path, layer, model_id):
+    """The model (a path or serialised bytes) with tensor `layer` among its outputs, for options.feature_layer."""
+    names = {o for n in graph_model.graph.node for o in n.output}
+    if layer not in names:
+        near = [n for n in names if layer.lower() in n.lower()][:5] or sorted(names)[-5:]
+        raise ValueError("model %s has no tensor %r for options.feature_layer; tensors include %s"
+                         % (model_id, layer, ", ".join(near)))
+    if layer in {o.name for o in graph_model.graph.output}:
+        return path
+    whole = onnx.load(path)  # with external data, to re-serialise the whole model
+    whole.graph.output.append(onnx.helper.ValueInfoProto(name=layer))
+    return whole.SerializeToString()
+
+
 def load_onnx(row: dict, device: str) -> dict:
     """An ONNX file run by onnxruntime.
 
@@ -597,17 +620,7 @@ def load_onnx(row: dict, device: str) -> dict:
         raise ValueError("ONNX file %s of model %s cannot be read: %s" % (path, model_id, _first_line(e))) from e
     num_params = int(sum(int(np.prod(t.dims)) for t in graph_model.graph.initializer))
     layer = options.get("feature_layer")
-    source: Any = path
-    if layer:
-        names = {o for n in graph_model.graph.node for o in n.output}
-        if layer not in names:
-            near = [n for n in names if layer.lower() in n.lower()][:5] or sorted(names)[-5:]
-            raise ValueError("model %s has no tensor %r for options.feature_layer; tensors include %s"
-                             % (model_id, layer, ", ".join(near)))
-        if layer not in {o.name for o in graph_model.graph.output}:
-            graph_model = onnx.load(path)  # with external data, to re-serialise the whole model
-            graph_model.graph.output.append(onnx.helper.ValueInfoProto(name=layer))
-            source = graph_model.SerializeToString()
+    source = _onnx_with_output(onnx, graph_model, path, layer, model_id) if layer else path
     del graph_model
     try:
         session = ort.InferenceSession(source, providers=_onnx_providers(ort, device))

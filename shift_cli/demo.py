@@ -13,9 +13,10 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from gpu_daemon.zoo import build_zoo
+from .zoo import build_zoo
 
 from .cluster import Cluster
+from .testbed import copy_samples, register_model
 from .workers import running_workers, start_workers
 
 QUERIES = {
@@ -50,9 +51,7 @@ def register_data(conn, cluster):
     if "DigitsTrain" not in have:
         conn.execute("CREATE TABLE IF NOT EXISTS public.digits_train (id integer PRIMARY KEY, x real[], y integer)")
         conn.execute("TRUNCATE public.digits_train")
-        with conn.cursor().copy("COPY public.digits_train (id, x, y) FROM STDIN") as copy:
-            for i, (x, y) in enumerate(zip(train_x, train_y)):
-                copy.write_row((i, x.ravel().tolist(), int(y)))
+        copy_samples(conn, "digits_train", train_x, train_y)
         conn.execute("SELECT shift.register_sql_reader('DigitsTrain', "
                      "'SELECT x, y FROM public.digits_train ORDER BY id', options => '{\"shape\": [8, 8]}')")
     if "DigitsTest" not in have:
@@ -67,14 +66,7 @@ def register_zoo(conn, zoo):
     have = {r[0] for r in conn.execute("SELECT model_id FROM shift.models")}
     new = [m for m in zoo if m["model_id"] not in have]
     for m in new:
-        args = dict(m)
-        args["options"] = __import__("json").dumps(args.get("options") or {})
-        conn.execute(
-            "SELECT shift.register_model(%(model_id)s, %(source)s, %(locator)s, checkpoint => %(checkpoint)s, "
-            "input => %(input)s, upstream_dataset => %(upstream_dataset)s, "
-            "upstream_accuracy => %(upstream_accuracy)s, num_params => %(num_params)s, "
-            "feature_dim => %(feature_dim)s, input_size => %(input_size)s, architecture => %(architecture)s, "
-            "options => %(options)s::jsonb)", args)
+        register_model(conn, m)
     return len(new)
 
 

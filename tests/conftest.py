@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.support import ROOT, Database, WorkerProcess, digits, free_port, register_model
+from shift_cli.testbed import Database, ROOT, WorkerProcess, copy_samples, digits, free_port, register_model
 
 
 @pytest.fixture(scope="session")
@@ -42,7 +42,7 @@ def worker(db, cluster):
 
 @pytest.fixture(scope="session")
 def zoo():
-    from gpu_daemon.zoo import build_zoo
+    from shift_cli.zoo import build_zoo
 
     return build_zoo(ROOT / ".shift" / "test-zoo", profile="test")
 
@@ -61,9 +61,7 @@ def registered(db, zoo, cluster):
         for m in zoo:
             register_model(conn, m)
         conn.execute("CREATE TABLE public.digits_train (id integer PRIMARY KEY, x real[] NOT NULL, y integer NOT NULL)")
-        with conn.cursor().copy("COPY public.digits_train (id, x, y) FROM STDIN") as copy:
-            for i, (x, y) in enumerate(zip(train_x, train_y)):
-                copy.write_row((i, x.ravel().tolist(), int(y)))
+        copy_samples(conn, "digits_train", train_x, train_y)
         conn.execute("SELECT shift.register_sql_reader('TrainDigits', "
                      "'SELECT x, y FROM public.digits_train ORDER BY id', options => '{\"shape\": [8, 8]}', "
                      "block_size => 128)")

@@ -39,7 +39,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from gpu_daemon.zoo import SHAPES, _polygon, draw_shape
+from shift_cli.zoo import SHAPES, draw_shape, polygon
 
 IMAGE_SIZE = 32
 SCALE = 4  # vector shapes are drawn 4x larger and box-filtered down: antialiased edges
@@ -170,9 +170,9 @@ def _sprite(d: ImageDraw.ImageDraw, kind: str, cx: float, cy: float, r: float, a
     if kind == "disk":
         d.ellipse((cx - r, cy - r, cx + r, cy + r), fill=fill)
     elif kind == "square":
-        d.polygon(_polygon(cx, cy, r * 1.15, angle, 4), fill=fill)
+        d.polygon(polygon(cx, cy, r * 1.15, angle, 4), fill=fill)
     elif kind == "triangle":
-        d.polygon(_polygon(cx, cy, r * 1.2, angle, 3), fill=fill)
+        d.polygon(polygon(cx, cy, r * 1.2, angle, 3), fill=fill)
     elif kind == "ellipse":
         d.polygon([(cx + r * 1.2 * math.cos(t) * math.cos(angle) - r * 0.6 * math.sin(t) * math.sin(angle),
                     cy + r * 1.2 * math.cos(t) * math.sin(angle) + r * 0.6 * math.sin(t) * math.cos(angle))

@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gpu_daemon.zoo import _options, _write_json, accuracy, cli, save_checkpoint
+from shift_cli.zoo import accuracy, cached_build, cli, model_options, save_checkpoint, write_json
 
 from .datasets import IMAGE_SIZE, UPSTREAM, TaskSpec, font_fingerprint, splits
 
@@ -179,7 +179,7 @@ def _log(msg: str) -> None:
 def _pretrain(model, spec: BenchModel, x_train, y_train, flippable, batch_size: int, seed: int):
     """Pre-train one model (AdamW, one-cycle schedule) on preprocessed tensors; returns it in eval mode.
 
-    Like gpu_daemon.zoo's training loop, except that only mirror-invariant classes are
+    Like shift_cli.zoo's training loop, except that only mirror-invariant classes are
     flipped: that loop mirrors every image, which relabels glyphs, digits and positions.
     """
     import torch
@@ -219,24 +219,13 @@ def config_hash(profile: str, seed: int) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _cached(out_dir: Path, digest: str) -> list[dict] | None:
-    try:
-        entries = json.loads((out_dir / "zoo.json").read_text())
-        meta = json.loads((out_dir / "zoo.build.json").read_text())
-    except (OSError, ValueError):
-        return None
-    if meta.get("config_hash") != digest or not all(Path(e["checkpoint"]).is_file() for e in entries):
-        return None
-    return entries
-
-
 def build_zoo(out_dir: Path, seed: int = 0, profile: str = "full") -> list[dict]:
     """Build (or reuse) the benchmark zoo in ``out_dir``; returns the manifest written to ``out_dir/zoo.json``."""
     if profile not in PROFILES:
         raise ValueError("unknown zoo profile %r; profiles: %s" % (profile, ", ".join(PROFILES)))
     out_dir = Path(out_dir).resolve()
     digest = config_hash(profile, seed)
-    cached = _cached(out_dir, digest)
+    cached = cached_build(out_dir, digest)
     if cached is not None:
         _log("%s is up to date (profile %s, seed %d)" % (out_dir / "zoo.json", profile, seed))
         return cached
@@ -262,7 +251,7 @@ def build_zoo(out_dir: Path, seed: int = 0, profile: str = "full") -> list[dict]
         task = UPSTREAM[m.upstream]
         (x_train, y_train), (x_test, y_test) = data[m.upstream]["train"], data[m.upstream]["test"]
         torch.manual_seed(seed * 1000 + i)
-        options = _options(m, len(task.classes))
+        options = model_options(m, len(task.classes))
         model = create_timm(m.locator, options, pretrained=False, model_id=m.model_id)
         # train on exactly what the worker will feed the model: its preprocessing and normalisation
         cfg = model.pretrained_cfg
@@ -285,8 +274,8 @@ def build_zoo(out_dir: Path, seed: int = 0, profile: str = "full") -> list[dict]
         _log("trained %s (%d/%d): upstream accuracy %.3f (chance %.3f) in %.1fs"
              % (m.model_id, i + 1, len(spec.models), acc, 1 / len(task.classes), timings[m.model_id]))
     total = time.perf_counter() - started
-    _write_json(out_dir / "zoo.json", entries)
-    _write_json(out_dir / "zoo.build.json", {
+    write_json(out_dir / "zoo.json", entries)
+    write_json(out_dir / "zoo.build.json", {
         "config_hash": digest, "profile": profile, "seed": seed, "seconds": round(total, 1),
         "seconds_drawing": round(drawn, 1), "seconds_per_model": timings, "threads": torch.get_num_threads(),
         "upstream_tasks": {t: {"classes": list(UPSTREAM[t].classes), "description": UPSTREAM[t].description}

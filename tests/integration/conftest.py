@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
-from tests.support import Database, WorkerProcess, digits, register_model
+from shift_cli.testbed import Database, WorkerProcess, copy_samples, digits, register_model
 
 EXTRA_MODELS = [
     dict(model_id="bert-tiny", source="hf", locator="prajjwal1/bert-tiny", input="Text", num_params=4_385_920,
@@ -57,9 +57,7 @@ def setup_shiftql(database, cluster, zoo, tag):
         for m in EXTRA_MODELS:
             register_model(conn, dict(m, checkpoint=None, feature_dim=None, input_size=None, options={}))
         conn.execute("CREATE TABLE public.digits (id integer PRIMARY KEY, x real[] NOT NULL, y integer NOT NULL)")
-        with conn.cursor().copy("COPY public.digits (id, x, y) FROM STDIN") as copy:
-            for i, (x, y) in enumerate(zip(train_x, train_y)):
-                copy.write_row((i, x.ravel().tolist(), int(y)))
+        copy_samples(conn, "digits", train_x, train_y)
         conn.execute("SELECT shift.register_sql_reader('TrainReader', 'SELECT x, y FROM public.digits ORDER BY id', "
                      "options => '{\"shape\": [8, 8]}', block_size => 128)")
         conn.execute("SELECT shift.register_npz_reader('TestReader', %s, block_size => 64)", (str(npz),))

@@ -9,7 +9,7 @@ import psycopg
 import pytest
 from psycopg import errors
 
-from tests.support import Database, WorkerProcess, digits
+from shift_cli.testbed import Database, WorkerProcess, digits
 
 
 def fails(conn, sql, params=(), sqlstate=None):

@@ -3,7 +3,7 @@
 import pytest
 
 from pyfuncs import costmodel
-from tests.support import Database, WorkerProcess, digits, register_model
+from shift_cli.testbed import Database, WorkerProcess, digits, register_model
 
 
 @pytest.fixture(scope="module")

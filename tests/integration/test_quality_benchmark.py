@@ -6,7 +6,7 @@ import math
 import pytest
 
 from bench.quality import harness
-from tests.support import Database, WorkerProcess
+from shift_cli.testbed import Database, WorkerProcess
 
 
 @pytest.fixture(scope="module")

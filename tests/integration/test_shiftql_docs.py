@@ -9,7 +9,7 @@ import re
 import psycopg
 import pytest
 
-from tests.support import ROOT
+from shift_cli.testbed import ROOT
 
 DOC = ROOT / "docs" / "shiftql.md"
 FENCE = re.compile(r"^```(\w+)([^\n]*)\n(.*?)^```", re.S | re.M)

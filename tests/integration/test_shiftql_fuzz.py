@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 
 from tests import shiftql_corpus as corpus
 from tests.integration.conftest import setup_shiftql
-from tests.support import Database
+from shift_cli.testbed import Database
 
 
 @pytest.fixture(scope="module")

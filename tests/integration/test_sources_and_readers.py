@@ -16,7 +16,7 @@ import torch
 
 from gpu_daemon import preprocess as prep
 from tests import artifacts
-from tests.support import Database, WorkerProcess
+from shift_cli.testbed import Database, WorkerProcess
 
 # tensorflow-hub 0.16.1 imports pkg_resources
 pytestmark = pytest.mark.filterwarnings("ignore:pkg_resources is deprecated")

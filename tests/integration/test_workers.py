@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from gpu_daemon.worker import _CLAIM
-from tests.support import ROOT, Database, WorkerProcess, digits, register_model
+from shift_cli.testbed import Database, ROOT, WorkerProcess, copy_samples, digits, register_model
 
 QUERY = ("SELECT ModelId FROM Models ORDER BY CosineNN ASC LIMIT 2 "
          "TESTED ON WTest TRAINED ON WTrain")
@@ -29,9 +29,7 @@ def wdb(cluster, zoo):
             for m in zoo[:2]:
                 register_model(conn, m)
             conn.execute("CREATE TABLE public.w_train (id integer PRIMARY KEY, x real[], y integer)")
-            with conn.cursor().copy("COPY public.w_train (id, x, y) FROM STDIN") as copy:
-                for i, (x, y) in enumerate(zip(train_x, train_y)):
-                    copy.write_row((i, x.ravel().tolist(), int(y)))
+            copy_samples(conn, "w_train", train_x, train_y)
             conn.execute("SELECT shift.register_sql_reader('WTrain', 'SELECT x, y FROM public.w_train ORDER BY id', "
                          "options => '{\"shape\": [8, 8]}', block_size => 32)")
             conn.execute("SELECT shift.register_npz_reader('WTest', %s, block_size => 32)",

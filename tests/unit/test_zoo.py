@@ -6,11 +6,10 @@ import time
 import numpy as np
 import pytest
 
-from gpu_daemon import zoo
 from gpu_daemon.models import load_model
+from shift_cli import testbed, zoo
 
-REGISTER_MODEL_ARGS = {"model_id", "source", "locator", "checkpoint", "input", "upstream_dataset",
-                       "upstream_accuracy", "num_params", "feature_dim", "input_size", "architecture", "options"}
+REGISTER_MODEL_ARGS = set(testbed.REGISTER_MODEL_ARGS)
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,9 @@ import torch
 from bench.quality import zoo
 from bench.quality.datasets import IMAGE_SIZE, UPSTREAM
 from gpu_daemon.models import create_timm, load_model
+from shift_cli import testbed
 
-REGISTER_MODEL_ARGS = {"model_id", "source", "locator", "checkpoint", "input", "upstream_dataset",
-                       "upstream_accuracy", "num_params", "feature_dim", "input_size", "architecture", "options"}
+REGISTER_MODEL_ARGS = set(testbed.REGISTER_MODEL_ARGS)
 
 
 @pytest.fixture(scope="module")

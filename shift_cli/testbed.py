@@ -1,17 +1,24 @@
-"""Helpers for tests against a real cluster: databases, worker processes, data."""
+"""What the tests, the benchmarks and the demo share on a local cluster: databases, worker processes, data.
+
+`Database` uses pytest-postgresql's janitor (the `test` extra) to create and drop
+a database; everything else needs only the package's own dependencies.
+"""
 
 import os
 import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import psycopg
-from pytest_postgresql.janitor import DatabaseJanitor
 
-ROOT = Path(__file__).resolve().parent.parent
+from .cluster import project_root
+
+ROOT = project_root()
+# the keyword arguments of shift.register_model, which every zoo manifest entry holds
+REGISTER_MODEL_ARGS = ("model_id", "source", "locator", "checkpoint", "input", "upstream_dataset",
+                       "upstream_accuracy", "num_params", "feature_dim", "input_size", "architecture", "options")
 
 
 def free_port():
@@ -27,6 +34,8 @@ class Database:
         self.cluster = cluster
         self.name = name
         self.dsn = cluster.dsn(name)
+        from pytest_postgresql.janitor import DatabaseJanitor
+
         self.janitor = DatabaseJanitor(user="postgres", host=str(cluster.socket_dir.resolve()),
                                        port=cluster.port, dbname=name)
 
@@ -88,10 +97,19 @@ def digits(n_train=300, n_test=120, seed=0):
     return (x[:n_train], y[:n_train]), (x[n_train:], y[n_train:])
 
 
+def copy_samples(conn, table, xs, ys):
+    """Rows (id, x, y) of a table `public.<table>(id integer, x real[], y integer)` from arrays, by COPY."""
+    with conn.cursor().copy("COPY public.%s (id, x, y) FROM STDIN" % table) as copy:
+        for i, (x, y) in enumerate(zip(xs, ys)):
+            copy.write_row((i, np.asarray(x).ravel().tolist(), int(y)))
+
+
 def register_model(conn, m):
+    """shift.register_model with the keyword arguments of a zoo manifest entry (missing ones NULL)."""
+    m = {k: m.get(k) for k in REGISTER_MODEL_ARGS}
     conn.execute(
         "SELECT shift.register_model(%(model_id)s, %(source)s, %(locator)s, checkpoint => %(checkpoint)s, "
         "input => %(input)s, upstream_dataset => %(upstream_dataset)s, upstream_accuracy => %(upstream_accuracy)s, "
         "num_params => %(num_params)s, feature_dim => %(feature_dim)s, input_size => %(input_size)s, "
         "architecture => %(architecture)s, options => %(options)s)",
-        dict(m, options=psycopg.types.json.Jsonb(m.get("options") or {})))
+        dict(m, input=m["input"] or "Vision", options=psycopg.types.json.Jsonb(m["options"] or {})))

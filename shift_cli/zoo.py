@@ -11,7 +11,7 @@ length, so their quality differs the way a real repository's does.
 Builds are deterministic for a given seed and profile, and idempotent: a second build
 into the same directory returns the manifest without training.
 
-    python -m gpu_daemon.zoo OUT_DIR [--profile demo|test] [--seed N] [--threads N]
+    python -m shift_cli.zoo OUT_DIR [--profile demo|test] [--seed N] [--threads N]
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ PROFILES = {
 
 # -- the upstream task ------------------------------------------------------------------------
 
-def _polygon(cx, cy, radius, angle, corners, inner=None):
+def polygon(cx, cy, radius, angle, corners, inner=None):
     """Vertices of a regular polygon (or a star when ``inner`` radius is given)."""
     pts = []
     steps = corners * (2 if inner else 1)
@@ -115,20 +115,20 @@ def draw_shape(shape: str, rng: np.random.Generator, size: int = IMAGE_SIZE, noi
     elif shape == "ring":
         d.ellipse(box, outline=fg, width=w)
     elif shape == "square":
-        d.polygon(_polygon(cx, cy, r, t, 4), fill=fg)
+        d.polygon(polygon(cx, cy, r, t, 4), fill=fg)
     elif shape == "frame":
-        d.polygon(_polygon(cx, cy, r, t, 4), outline=fg, width=w)
+        d.polygon(polygon(cx, cy, r, t, 4), outline=fg, width=w)
     elif shape == "triangle":
-        d.polygon(_polygon(cx, cy, r, t, 3), fill=fg)
+        d.polygon(polygon(cx, cy, r, t, 3), fill=fg)
     elif shape == "cross":
         d.polygon(_bar(cx, cy, 2 * r, 0.45 * r, t), fill=fg)
         d.polygon(_bar(cx, cy, 2 * r, 0.45 * r, t + math.pi / 2), fill=fg)
     elif shape == "line":
         d.polygon(_bar(cx, cy, 2 * r, 0.3 * r, t), fill=fg)
     elif shape == "star":
-        d.polygon(_polygon(cx, cy, r, t, 5, inner=0.45 * r), fill=fg)
+        d.polygon(polygon(cx, cy, r, t, 5, inner=0.45 * r), fill=fg)
     elif shape == "hexagon":
-        d.polygon(_polygon(cx, cy, r, t, 6), fill=fg)
+        d.polygon(polygon(cx, cy, r, t, 6), fill=fg)
     elif shape == "crescent":
         d.ellipse(box, fill=fg)
         ox, oy = cx + 0.55 * r * math.cos(t), cy + 0.55 * r * math.sin(t)
@@ -164,7 +164,7 @@ def _log(msg: str) -> None:
     print("zoo: " + msg, file=sys.stderr, flush=True)
 
 
-def _options(spec: ZooModel, num_classes: int) -> dict:
+def model_options(spec: ZooModel, num_classes: int) -> dict:
     opts = {"num_classes": num_classes, "pretrained": False}
     if spec.model_kwargs:
         opts["model_kwargs"] = dict(spec.model_kwargs)
@@ -220,7 +220,8 @@ def config_hash(profile: str, seed: int) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _cached(out_dir: Path, digest: str) -> list[dict] | None:
+def cached_build(out_dir: Path, digest: str) -> list[dict] | None:
+    """The manifest of a finished build with this config hash in ``out_dir``, or None."""
     manifest, stamp = out_dir / "zoo.json", out_dir / "zoo.build.json"
     try:
         entries = json.loads(manifest.read_text())
@@ -232,7 +233,7 @@ def _cached(out_dir: Path, digest: str) -> list[dict] | None:
     return entries
 
 
-def _write_json(path: Path, data) -> None:
+def write_json(path: Path, data) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=2) + "\n")
     os.replace(tmp, path)  # atomic: a half-written manifest never looks like a finished build
@@ -249,15 +250,15 @@ def build_zoo(out_dir: Path, seed: int = 0, profile: str = "demo") -> list[dict]
         raise ValueError("unknown zoo profile %r; profiles: %s" % (profile, ", ".join(PROFILES)))
     out_dir = Path(out_dir).resolve()
     digest = config_hash(profile, seed)
-    cached = _cached(out_dir, digest)
+    cached = cached_build(out_dir, digest)
     if cached is not None:
         _log("%s is up to date (profile %s, seed %d)" % (out_dir / "zoo.json", profile, seed))
         return cached
 
     import torch
 
-    from . import preprocess as prep
-    from .models import create_timm
+    from gpu_daemon import preprocess as prep
+    from gpu_daemon.models import create_timm
 
     spec = PROFILES[profile]
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -270,7 +271,7 @@ def build_zoo(out_dir: Path, seed: int = 0, profile: str = "demo") -> list[dict]
         t0 = time.perf_counter()
         _log("training %s (%d/%d) ..." % (m.locator, i + 1, len(spec.models)))
         torch.manual_seed(seed * 1000 + i)
-        options = _options(m, len(SHAPES))
+        options = model_options(m, len(SHAPES))
         model = create_timm(m.locator, options, pretrained=False, model_id=m.name)
         # train on exactly what the worker will feed the model: its preprocessing and normalisation
         cfg = model.pretrained_cfg
@@ -289,8 +290,8 @@ def build_zoo(out_dir: Path, seed: int = 0, profile: str = "demo") -> list[dict]
         _log("trained %s (%d/%d): upstream accuracy %.2f in %.1fs"
              % (m.locator, i + 1, len(spec.models), acc, timings[m.name]))
     total = time.perf_counter() - started
-    _write_json(out_dir / "zoo.json", entries)
-    _write_json(out_dir / "zoo.build.json", {
+    write_json(out_dir / "zoo.json", entries)
+    write_json(out_dir / "zoo.build.json", {
         "config_hash": digest, "profile": profile, "seed": seed, "seconds": round(total, 1),
         "seconds_per_model": timings, "threads": torch.get_num_threads(), "classes": list(SHAPES)})
     _log("built %d models in %.1fs into %s" % (len(entries), total, out_dir))
@@ -325,7 +326,7 @@ def cli(build, profiles, default: str, prog: str, description: str, argv: list[s
 
 
 def main(argv: list[str] | None = None) -> int:
-    return cli(build_zoo, PROFILES, "demo", "python -m gpu_daemon.zoo", __doc__.split("\n\n")[0], argv)
+    return cli(build_zoo, PROFILES, "demo", "python -m shift_cli.zoo", __doc__.split("\n\n")[0], argv)
 
 
 if __name__ == "__main__":

@@ -29,9 +29,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from gpu_daemon.models import load_model  # noqa: E402
-from shift_cli.zoo import shapes_dataset  # noqa: E402
 from shift_cli.cluster import Cluster  # noqa: E402
 from shift_cli.testbed import Database, WorkerProcess, free_port  # noqa: E402
+from shift_cli.zoo import shapes_dataset  # noqa: E402
 
 POOL = ["resnet10t", "resnet14t", "resnet18", "resnet26", "resnet34", "mobilenetv3_small_050",
         "mobilenetv3_small_100", "mobilenetv3_large_100", "efficientnet_b0", "regnetx_002", "regnetx_004",

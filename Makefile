@@ -11,8 +11,10 @@ VPY          := $(VENV)/bin/python
 STAMP_VENV   := $(VENV)/.installed
 LIBDIR       := $(SHIFT_LIBDIR)/$(VERSION)
 STAMP_LIB    := $(LIBDIR)/.requirements.installed
+# The install script is built from the parts under sql/ (scripts/build_sql.py)
+INSTALL_SQL  := build/shift--$(VERSION).sql
 
-.PHONY: demo test setup system venv install install-extension install-pyfuncs uninstall clean
+.PHONY: demo test setup system venv sql install install-extension install-pyfuncs uninstall clean
 
 demo: setup
 	$(VPY) -m shift_cli.demo
@@ -36,11 +38,16 @@ $(STAMP_VENV): pyproject.toml
 # For your own PostgreSQL (15+, with plpython3u and pgvector): make install PG_CONFIG=/path/to/pg_config
 install: install-extension install-pyfuncs
 
-install-extension:
+sql: $(INSTALL_SQL)
+
+$(INSTALL_SQL): scripts/build_sql.py extension/shift.control $(wildcard sql/*.sql)
+	$(PYTHON) scripts/build_sql.py $@
+
+install-extension: $(INSTALL_SQL)
 	@sharedir=$$($(PG_CONFIG) --sharedir) && \
 	install -d "$$sharedir/extension" && \
 	install -m 644 extension/shift.control "$$sharedir/extension/shift.control" && \
-	install -m 644 sql/shift--*.sql "$$sharedir/extension/" && \
+	install -m 644 $(INSTALL_SQL) "$$sharedir/extension/" && \
 	echo "install: extension files in $$sharedir/extension"
 
 # The server's Python (Debian's python3.11 under PL/Python) imports pyfuncs and its

@@ -7,8 +7,8 @@ rows these translations return are checked in tests/integration/test_shiftql_gol
 """
 
 import re
-from pathlib import Path
 
+import build_sql
 import pytest
 import sqlglot
 from hypothesis import HealthCheck, given, settings
@@ -19,8 +19,6 @@ from pyfuncs.errors import ShiftError
 from pyfuncs.shiftql import ScoringUse, catalog, explain_tree, parse_script, to_shiftql, translate
 from pyfuncs.shiftql.dialect import NamedQuery, QueryRef, ScoringClause
 from tests import shiftql_corpus as corpus
-
-ROOT = Path(__file__).resolve().parents[2]
 
 # seed 000 §3.2, verbatim (Q4 refers to Q1, so it is a script with both)
 Q1, Q2, Q3 = corpus.Q1, corpus.Q2, corpus.Q3
@@ -101,7 +99,7 @@ def fails(text, sqlstate):
 
 
 def _install_script_columns(table):
-    text = (ROOT / "sql" / "shift--0.1.0.sql").read_text()
+    text = build_sql.build()
     match = re.search(r"CREATE TABLE shift\.%s \(.*?\n\);" % table, text, re.S)
     assert match, "CREATE TABLE shift.%s is missing from the install script" % table
     create = sqlglot.parse_one(match.group(0), read="postgres")

@@ -1,0 +1,61 @@
+-------------------------------------------------------------------------------
+-- Hand-written functions. shift._load puts the pyfuncs package, installed in a
+-- versioned directory the server can read (GUC shift.python_dir), on the
+-- session's sys.path once; every PL/Python body first makes sure it ran.
+-- shift._raise re-raises an error caught by a wrapper (see python_functions.sql)
+-- without PL/Python's "plpy.Error: " prefix.
+-------------------------------------------------------------------------------
+
+CREATE FUNCTION shift._load() RETURNS text
+LANGUAGE plpython3u VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp
+AS $python$
+    version = "0.1.0"
+    if GD.get("shift.version") not in (None, version):
+        plpy.fatal("the shift extension changed version under this session; open a new session")
+    if "shift.version" not in GD:
+        import os, sys
+        base = plpy.execute("SELECT coalesce(current_setting('shift.python_dir', true), '') AS d")[0]["d"]
+        path = os.path.join(base or "/usr/local/lib/shift", version)
+        if not os.path.isdir(path):
+            plpy.error("shift python directory %s is missing" % path, sqlstate="58P01",
+                       hint="run `make install`, or point the shift.python_dir setting at the install")
+        if path not in sys.path:
+            sys.path.insert(0, path)
+        import pyfuncs
+        if pyfuncs.__version__ != version:
+            plpy.error("shift python package is version %s, the extension is %s" % (pyfuncs.__version__, version),
+                       sqlstate="XX000", hint="run `make install` again")
+        GD["shift.version"] = version
+    return GD["shift.version"]
+$python$;
+
+CREATE FUNCTION shift.version() RETURNS text
+LANGUAGE sql STABLE SECURITY INVOKER SET search_path = pg_catalog, pg_temp
+AS $$ SELECT shift._load() $$;
+
+CREATE FUNCTION shift._raise(state text, message text, detail text, hint text) RETURNS void
+LANGUAGE plpgsql IMMUTABLE SECURITY INVOKER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    message := regexp_replace(message, '^(plpy\.(Error|Fatal)|spiexceptions\.[A-Za-z]+): ', '');
+    IF nullif(detail, '') IS NOT NULL AND nullif(hint, '') IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = state, MESSAGE = message, DETAIL = detail, HINT = hint;
+    ELSIF nullif(detail, '') IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = state, MESSAGE = message, DETAIL = detail;
+    ELSIF nullif(hint, '') IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = state, MESSAGE = message, HINT = hint;
+    ELSE
+        RAISE EXCEPTION USING ERRCODE = state, MESSAGE = message;
+    END IF;
+END
+$$;
+
+-- The scorer registry: no argument and no error a caller could cause, so no wrapper.
+CREATE FUNCTION shift.scorers()
+RETURNS TABLE (name text, proxy text, higher_is_better boolean, parameters jsonb, description text, kind text)
+LANGUAGE plpython3u STABLE SECURITY INVOKER SET search_path = pg_catalog, pg_temp
+AS $python$
+    GD.get("shift.version") or plpy.execute("SELECT shift._load()")
+    from pyfuncs import api
+    return api.scorers_table()
+$python$;

@@ -1,0 +1,186 @@
+-------------------------------------------------------------------------------
+-- Registry: the Models and DataReaders views of seed 000 §3.1
+-------------------------------------------------------------------------------
+
+CREATE TABLE shift.models (
+    model_id          text PRIMARY KEY CHECK (model_id ~ '^[A-Za-z0-9][A-Za-z0-9_.:/@+-]*$'),
+    source            text NOT NULL CHECK (source IN ('timm', 'torchvision', 'torchscript', 'hf', 'tfhub', 'onnx')),
+    locator           text NOT NULL CHECK (locator <> ''),
+    checkpoint        text,
+    input             text NOT NULL DEFAULT 'Vision' CHECK (input IN ('Vision', 'Text', 'Tabular', 'Audio')),
+    framework         text NOT NULL,
+    architecture      text,
+    num_params        bigint CHECK (num_params > 0),
+    feature_dim       integer CHECK (feature_dim > 0),
+    input_size        integer CHECK (input_size > 0),
+    upstream_dataset  text,
+    upstream_accuracy double precision CHECK (upstream_accuracy BETWEEN 0 AND 1),
+    options           jsonb NOT NULL DEFAULT '{}',
+    num_classes       integer CHECK (num_classes > 0),          -- width of the source-task logits
+    input_mean        double precision[],                        -- per-channel normalisation of image inputs
+    input_std         double precision[],
+    loaded_at         timestamptz,  -- when a worker last loaded it and filled in what the library knows
+    load_error        text,         -- why the last load failed (NULL once it loads)
+    registered_at     timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE shift.models IS 'the Models view: one row per pre-trained model (seed 000 §3.1)';
+
+CREATE TABLE shift.readers (
+    reader_id     text PRIMARY KEY CHECK (reader_id ~ '^[A-Za-z_][A-Za-z0-9_]*$'),
+    kind          text NOT NULL CHECK (kind IN ('sql', 'npz', 'npy', 'csv', 'imagefolder', 'hf', 'tfds')),
+    source        text NOT NULL,
+    options       jsonb NOT NULL DEFAULT '{}',
+    input         text NOT NULL DEFAULT 'Vision' CHECK (input IN ('Vision', 'Text', 'Tabular', 'Audio')),
+    num_samples   bigint NOT NULL CHECK (num_samples > 0),
+    classes       text[] NOT NULL,
+    block_size    integer NOT NULL DEFAULT 1024 CHECK (block_size > 0),
+    task2vec      vector,
+    owner         name NOT NULL DEFAULT current_user,  -- workers read SQL readers with this role's privileges
+    registered_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE shift.readers IS 'the DataReaders view: one row per (x, y) source in a stable order (seed 000 §3.1)';
+
+-------------------------------------------------------------------------------
+-- Caches: features per (model, reader, block), labels per (reader, block),
+-- proxy values per (proxy, params, model, readers, fidelity)
+-------------------------------------------------------------------------------
+
+CREATE TABLE shift.labels (
+    reader_id text NOT NULL REFERENCES shift.readers ON DELETE CASCADE,
+    block     integer NOT NULL CHECK (block >= 0),
+    y         integer[] NOT NULL,
+    PRIMARY KEY (reader_id, block)
+);
+
+CREATE TABLE shift.features (
+    model_id    text NOT NULL REFERENCES shift.models ON DELETE CASCADE,
+    reader_id   text NOT NULL REFERENCES shift.readers ON DELETE CASCADE,
+    block       integer NOT NULL CHECK (block >= 0),
+    num_rows    integer NOT NULL CHECK (num_rows > 0),
+    dim         integer NOT NULL CHECK (dim > 0),
+    -- float32, little-endian, row-major num_rows x dim
+    data        bytea NOT NULL CHECK (length(data) = 4 * num_rows * dim),
+    device      text NOT NULL,
+    seconds     double precision NOT NULL,
+    computed_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (model_id, reader_id, block)
+);
+ALTER TABLE shift.features ALTER COLUMN data SET STORAGE EXTERNAL;  -- float bytes do not compress
+
+CREATE TABLE shift.scores (
+    proxy        text NOT NULL,
+    params       jsonb NOT NULL,
+    model_id     text NOT NULL REFERENCES shift.models ON DELETE CASCADE,
+    test_reader  text NOT NULL REFERENCES shift.readers ON DELETE CASCADE,
+    train_reader text NOT NULL REFERENCES shift.readers ON DELETE CASCADE,
+    fidelity     bigint NOT NULL CHECK (fidelity > 0),
+    value        double precision NOT NULL,
+    seconds      double precision NOT NULL,
+    computed_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (proxy, params, model_id, test_reader, train_reader, fidelity)
+);
+COMMENT ON COLUMN shift.scores.fidelity IS 'number of training samples the value was computed on';
+
+-- seed 002 §4.3: the fine-tuned accuracy of a model on a task, the ground truth of regret
+-- and the history the meta-learned strategies rank by (seed 000 §3.2 Q5)
+CREATE TABLE shift.finetune_results (
+    model_id            text NOT NULL REFERENCES shift.models ON DELETE CASCADE,
+    train_reader        text NOT NULL REFERENCES shift.readers ON DELETE CASCADE,
+    validation_reader   text NOT NULL REFERENCES shift.readers ON DELETE CASCADE,
+    test_reader         text NOT NULL REFERENCES shift.readers ON DELETE CASCADE,
+    params              jsonb NOT NULL,   -- the protocol's resolved parameters (FineTune's)
+    test_accuracy       double precision NOT NULL CHECK (test_accuracy BETWEEN 0 AND 1),
+    validation_accuracy double precision NOT NULL CHECK (validation_accuracy BETWEEN 0 AND 1),
+    settings            jsonb NOT NULL,   -- what was tried and chosen: per run and learning rate
+    seconds             double precision NOT NULL CHECK (seconds >= 0),
+    device              text NOT NULL,
+    worker_id           text,
+    computed_at         timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (model_id, train_reader, validation_reader, test_reader, params)
+);
+COMMENT ON TABLE shift.finetune_results IS
+    'fine-tuned accuracy per (model, train, validation, test reader, protocol): the ground truth of regret (seed 002)';
+
+-------------------------------------------------------------------------------
+-- Work queue and the workers that drain it
+-------------------------------------------------------------------------------
+
+CREATE TABLE shift.tasks (
+    task_id      bigserial PRIMARY KEY,
+    kind         text NOT NULL CHECK (kind IN ('inference', 'proxy', 'datasim', 'finetune', 'describe')),
+    key          text NOT NULL UNIQUE,   -- identical work from concurrent queries shares one row
+    payload      jsonb NOT NULL,
+    depends_on   bigint[] NOT NULL DEFAULT '{}',
+    waiters      integer[] NOT NULL DEFAULT '{}',  -- backend pids of queries waiting on this task
+    status       text NOT NULL DEFAULT 'queued' CHECK (status IN ('queued', 'running', 'done', 'failed')),
+    worker_id    text,
+    lease_until  timestamptz,
+    attempts     integer NOT NULL DEFAULT 0,
+    max_attempts integer NOT NULL DEFAULT 3,
+    progress     real NOT NULL DEFAULT 0 CHECK (progress BETWEEN 0 AND 1),
+    error        text,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    started_at   timestamptz,
+    finished_at  timestamptz
+);
+CREATE INDEX tasks_claimable ON shift.tasks (task_id) WHERE status IN ('queued', 'running');
+
+CREATE TABLE shift.workers (
+    worker_id    text PRIMARY KEY,
+    hostname     text NOT NULL,
+    pid          integer NOT NULL,
+    device       text NOT NULL,
+    started_at   timestamptz NOT NULL DEFAULT now(),
+    heartbeat_at timestamptz NOT NULL DEFAULT now(),
+    current_task bigint,
+    tasks_done   bigint NOT NULL DEFAULT 0
+);
+
+CREATE TABLE shift.costs (
+    model_id           text NOT NULL REFERENCES shift.models ON DELETE CASCADE,
+    device             text NOT NULL,
+    load_seconds       double precision NOT NULL CHECK (load_seconds >= 0),
+    per_sample_seconds double precision NOT NULL CHECK (per_sample_seconds >= 0),
+    samples            bigint NOT NULL,
+    measured_at        timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (model_id, device)
+);
+COMMENT ON TABLE shift.costs IS 'measured L_i and I_i of the cost model (seed 000 §4.2)';
+
+CREATE TABLE shift.reader_costs (
+    reader_id          text PRIMARY KEY REFERENCES shift.readers ON DELETE CASCADE,
+    per_sample_seconds double precision NOT NULL CHECK (per_sample_seconds >= 0),
+    samples            bigint NOT NULL,
+    measured_at        timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE shift.reader_costs IS 'measured time to read one sample of a reader: t_N of the cost model';
+
+CREATE TABLE shift.proxy_costs (
+    proxy                      text NOT NULL,
+    params                     jsonb NOT NULL,
+    PRIMARY KEY (proxy, params),
+    per_sample_seconds         double precision NOT NULL CHECK (per_sample_seconds >= 0),
+    feature_read_seconds       double precision NOT NULL CHECK (feature_read_seconds >= 0),
+    samples                    bigint NOT NULL,
+    measured_at                timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE shift.proxy_costs IS
+    'measured E_Proxy (per training sample) and t_O (per cached feature row read) of the cost model';
+
+CREATE TABLE shift.plans (
+    plan_id          bigserial PRIMARY KEY,
+    scorer           text NOT NULL,
+    params           jsonb NOT NULL,
+    model_ids        text[] NOT NULL,
+    test_reader      text NOT NULL,
+    train_reader     text NOT NULL,
+    top_k            integer,
+    mode             text NOT NULL,     -- the shift.successive_halving setting in force
+    choice           text NOT NULL CHECK (choice IN ('cached', 'full', 'successive halving')),
+    estimate_full    double precision,
+    estimate_sh      double precision,
+    terms            jsonb NOT NULL DEFAULT '{}',
+    measured_seconds double precision,
+    created_at       timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE shift.plans IS 'each scoring plan chosen: both cost estimates, their terms, the choice and the time it took';

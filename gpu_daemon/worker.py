@@ -213,16 +213,19 @@ class Worker:
             for i, (block, xs, ys) in enumerate(reader_io.iter_blocks(reader, blocks, conn=rconn)):
                 read_seconds += time.perf_counter() - read_started
                 started = time.perf_counter()
-                feats = self._extract(model, xs)
+                feats, logits = self._extract(model, xs)
                 seconds = time.perf_counter() - started
                 infer_seconds += seconds
                 samples += len(ys)
+                check_block(model_id, reader_id, block, len(ys), feats, logits)
                 with self.conn.transaction():
                     self.conn.execute(
-                        "INSERT INTO shift.features (model_id, reader_id, block, num_rows, dim, data, device, seconds) "
-                        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                        (model_id, reader_id, block, feats.shape[0], feats.shape[1],
-                         np.ascontiguousarray(feats, dtype="<f4").tobytes(), self.device, seconds))
+                        "INSERT INTO shift.features (model_id, reader_id, block, num_rows, dim, data, num_logits, "
+                        "logits, device, seconds) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                        "ON CONFLICT DO NOTHING",
+                        (model_id, reader_id, block, feats.shape[0], feats.shape[1], _float32_bytes(feats),
+                         None if logits is None else logits.shape[1],
+                         None if logits is None else _float32_bytes(logits), self.device, seconds))
                     self.conn.execute(
                         "INSERT INTO shift.labels (reader_id, block, y) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
                         (reader_id, block, [int(v) for v in ys]))
@@ -232,13 +235,16 @@ class Worker:
         self._record_reader_cost(reader_id, read_seconds, samples)
 
     def _extract(self, model, xs):
-        """Features of a block in mini-batches; on CUDA out-of-memory the batch halves and the block goes on."""
-        outs, start = [], 0
+        """Features and logits (None without a head) of a block in mini-batches.
+
+        On CUDA out-of-memory the batch halves and the block goes on.
+        """
+        outs, heads, start = [], [], 0
         size = self._batch_sizes.get(model.model_id, self.batch_size)
         while start < len(xs):
             try:
                 batch = model.preprocess(xs[start:start + size])
-                feats, _logits = model.extract(batch)
+                feats, logits = model.extract(batch)
             except RuntimeError as e:
                 if "out of memory" not in str(e).lower() or size == 1:
                     raise
@@ -249,8 +255,10 @@ class Worker:
                 log.warning("out of memory with %s; batch size now %d", model.model_id, size)
                 continue
             outs.append(feats)
+            heads.append(logits)
             start += len(feats)
-        return np.concatenate(outs, axis=0)
+        logits = None if any(h is None for h in heads) else np.concatenate(heads, axis=0)
+        return np.concatenate(outs, axis=0), logits
 
     def _record_cost(self, model_id, load_seconds, infer_seconds, samples):
         """L_i and I_i of the cost model (seed 000 §4.2), as a running per-sample mean."""
@@ -377,6 +385,35 @@ def align_labels(y, classes, to_classes):
     index = {c: i for i, c in enumerate(to_classes)}
     mapping = np.array([index.get(c, -1) for c in classes], dtype=np.int64)
     return mapping[np.asarray(y, dtype=np.int64)]
+
+
+def _float32_bytes(rows):
+    return np.ascontiguousarray(rows, dtype="<f4").tobytes()
+
+
+def check_block(model_id, reader_id, block, num_rows, feats, logits):
+    """What a model gave for one block must be one finite row per sample before it is cached."""
+    for what, rows in (("features", feats), ("logits", logits)):
+        if rows is None:
+            continue
+        if rows.ndim != 2 or rows.shape[0] != num_rows:
+            raise ValueError("model %s gave %s of shape %s for block %d of reader %s, which has %d samples"
+                             % (model_id, what, tuple(rows.shape), block, reader_id, num_rows))
+        bad = ~np.isfinite(rows).all(axis=1)
+        if bad.any():
+            raise ValueError("model %s gave non-finite %s for %d of the %d samples of block %d of reader %s "
+                             "(first: sample %d of the block); nothing of the block is cached"
+                             % (model_id, what, int(bad.sum()), num_rows, block, reader_id, int(bad.argmax())))
+
+
+def read_logits(conn, model_id, reader_id):
+    """The source task's logits of one model over one reader, in the reader's order; None without a head."""
+    rows = conn.execute(
+        "SELECT num_rows, num_logits, logits FROM shift.features WHERE model_id = %s AND reader_id = %s "
+        "ORDER BY block", (model_id, reader_id)).fetchall()
+    if not rows or any(r[2] is None for r in rows):
+        return None
+    return np.concatenate([np.frombuffer(r[2], dtype="<f4").reshape(r[0], r[1]) for r in rows])
 
 
 def read_features(conn, model_id, reader_id, limit=None):

@@ -60,12 +60,18 @@ CREATE TABLE shift.features (
     dim         integer NOT NULL CHECK (dim > 0),
     -- float32, little-endian, row-major num_rows x dim
     data        bytea NOT NULL CHECK (length(data) = 4 * num_rows * dim),
+    -- the source task's logits of the same rows, float32 num_rows x num_logits, where the model has a
+    -- classifier head: what LEEP and NCE score by (NULL for a model without one)
+    num_logits  integer CHECK (num_logits > 0),
+    logits      bytea CHECK (length(logits) = 4 * num_rows * num_logits),
     device      text NOT NULL,
     seconds     double precision NOT NULL,
     computed_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (model_id, reader_id, block)
+    PRIMARY KEY (model_id, reader_id, block),
+    CHECK ((logits IS NULL) = (num_logits IS NULL))
 );
-ALTER TABLE shift.features ALTER COLUMN data SET STORAGE EXTERNAL;  -- float bytes do not compress
+-- float bytes do not compress
+ALTER TABLE shift.features ALTER COLUMN data SET STORAGE EXTERNAL, ALTER COLUMN logits SET STORAGE EXTERNAL;
 
 CREATE TABLE shift.scores (
     proxy        text NOT NULL,

@@ -9,7 +9,8 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPClassifier
 from sklearn.neighbors import KNeighborsClassifier
 
-from gpu_daemon.worker import read_features
+from gpu_daemon.models import load_model
+from gpu_daemon.worker import read_features, read_logits
 
 Q1 = "SELECT ModelId FROM Models WHERE Input == 'Vision' ORDER BY UpstreamAccuracy DESC LIMIT 1"
 Q2 = ("SELECT ModelId FROM Models WHERE Input == 'Vision' ORDER BY CosineNN ASC LIMIT 1 "
@@ -123,3 +124,19 @@ def test_results_carry_what_the_query_selected(db, worker, registered):
         for _, model_id, _, selected in rows:
             n = conn.execute("SELECT num_params FROM shift.models WHERE model_id = %s", (model_id,)).fetchone()[0]
             assert selected["num_params"] == n
+
+
+def test_source_logits_are_cached_beside_the_features(db, worker, registered):
+    """Each feature block carries the model's logits of the same samples, equal to a direct forward pass."""
+    with db.connect() as conn:
+        query(conn, Q2)
+        for m in registered["models"]:
+            row = conn.execute("SELECT * FROM shift.models WHERE model_id = %s", (m,)).fetchone()
+            names = [c.name for c in conn.execute("SELECT * FROM shift.models LIMIT 0").description]
+            model = load_model(dict(zip(names, row)))
+            logits = read_logits(conn, m, "TestDigits")
+            assert logits.shape == (120, model.num_classes) and model.num_classes == dict(zip(names, row))["num_classes"]
+            _, want = model.extract(model.preprocess(registered["test"][0]))
+            np.testing.assert_allclose(logits, want, rtol=1e-4, atol=1e-4)
+            features, _ = read_features(conn, m, "TestDigits")
+            assert features.shape[0] == logits.shape[0]

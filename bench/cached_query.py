@@ -13,18 +13,15 @@ statements). Prints the median and the spread of each, in milliseconds.
 import argparse
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from shift_cli.cluster import Cluster  # noqa: E402
-from shift_cli.testbed import Database, WorkerProcess, copy_samples, digits, free_port, register_model  # noqa: E402
+from shift_cli.testbed import Database, WorkerProcess, register_digits, register_model, start_scratch_cluster  # noqa: E402,E501
 from shift_cli.zoo import build_zoo  # noqa: E402
 
 QUERIES = {
@@ -34,19 +31,10 @@ QUERIES = {
 
 
 def setup(database, cluster):
-    zoo = build_zoo(ROOT / ".shift" / "test-zoo", profile="test")
-    (train_x, train_y), (test_x, test_y) = digits()
-    npz = cluster.server_readable_dir("data") / "bench_test.npz"
-    np.savez(npz, x=test_x, y=test_y)
-    npz.chmod(0o644)
     with database.connect() as conn:
-        for m in zoo:
+        for m in build_zoo(ROOT / ".shift" / "test-zoo", profile="test"):
             register_model(conn, m)
-        conn.execute("CREATE TABLE public.bench_train (id integer PRIMARY KEY, x real[], y integer)")
-        copy_samples(conn, "bench_train", train_x, train_y)
-        conn.execute("SELECT shift.register_sql_reader('BenchTrain', 'SELECT x, y FROM public.bench_train "
-                     "ORDER BY id', options => '{\"shape\": [8, 8]}', block_size => 128)")
-        conn.execute("SELECT shift.register_npz_reader('BenchTest', %s, block_size => 64)", (str(npz),))
+        register_digits(conn, cluster, "BenchTrain", "BenchTest", "bench_train")
 
 
 def timed(conn, text):
@@ -63,10 +51,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=50)
     args = parser.parse_args(argv)
-    home = Path(tempfile.mkdtemp(prefix="shift-bench-cached-", dir="/tmp"))
-    home.chmod(0o755)
-    cluster = Cluster(home=home, port=free_port(), fast=True)
-    cluster.start()
+    cluster = start_scratch_cluster("shift-bench-cached-")
+    home = cluster.home
     try:
         with Database(cluster, "bench_cached") as database:
             setup(database, cluster)

@@ -18,7 +18,6 @@ import argparse
 import json
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -29,8 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from gpu_daemon.models import load_model  # noqa: E402
-from shift_cli.cluster import Cluster  # noqa: E402
-from shift_cli.testbed import Database, WorkerProcess, free_port  # noqa: E402
+from shift_cli.testbed import Database, WorkerProcess, start_scratch_cluster  # noqa: E402
 from shift_cli.zoo import shapes_dataset  # noqa: E402
 
 POOL = ["resnet10t", "resnet14t", "resnet18", "resnet26", "resnet34", "mobilenetv3_small_050",
@@ -110,10 +108,8 @@ def main():
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
 
-    home = Path(tempfile.mkdtemp(prefix="shift-bench-", dir="/tmp"))
-    home.chmod(0o755)
-    cluster = Cluster(home=home, port=free_port(), fast=True)
-    cluster.start()
+    cluster = start_scratch_cluster("shift-bench-")
+    home = cluster.home
     results = {"machine": {"torch_threads": torch.get_num_threads(),
                            "device": "cuda:0" if torch.cuda.is_available() else "cpu"}}
     try:

@@ -19,7 +19,6 @@ import argparse
 import json
 import shutil
 import sys
-import tempfile
 import threading
 import time
 import warnings
@@ -33,8 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from pyfuncs import tasks  # noqa: E402
-from shift_cli.cluster import Cluster  # noqa: E402
-from shift_cli.testbed import Database, WorkerProcess, free_port  # noqa: E402
+from shift_cli.testbed import Database, WorkerProcess, start_scratch_cluster  # noqa: E402
 
 SIDE = 8          # samples are SIDE x SIDE grayscale images
 CLASSES = 10
@@ -199,10 +197,8 @@ def main(argv=None):
     parser.add_argument("--block-size", type=int, default=1024)
     args = parser.parse_args(argv)
 
-    home = Path(tempfile.mkdtemp(prefix="shift-bench-", dir="/tmp"))
-    home.chmod(0o755)
-    cluster = Cluster(home=home, port=free_port(), fast=True)
-    cluster.start()
+    cluster = start_scratch_cluster("shift-bench-")
+    home = cluster.home
     tabular = args.reader == "csv"
     model_path = cluster.server_readable_dir("bench-models") / "small_net.pt"
     write_model(model_path, tabular)

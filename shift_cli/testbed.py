@@ -8,17 +8,29 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import psycopg
 
-from .cluster import project_root
+from .cluster import Cluster, project_root
 
 ROOT = project_root()
 # the keyword arguments of shift.register_model, which every zoo manifest entry holds
 REGISTER_MODEL_ARGS = ("model_id", "source", "locator", "checkpoint", "input", "upstream_dataset",
                        "upstream_accuracy", "num_params", "feature_dim", "input_size", "architecture", "options")
+
+
+def start_scratch_cluster(prefix):
+    """A throwaway cluster, started: its own home under /tmp (that the server's OS user can enter), a free
+    port, fsync off. The caller removes it (`cluster.remove()`)."""
+    home = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    home.chmod(0o755)
+    cluster = Cluster(home=home, port=free_port(), fast=True)
+    cluster.start()
+    return cluster
 
 
 def free_port():
@@ -102,6 +114,23 @@ def copy_samples(conn, table, xs, ys):
     with conn.cursor().copy("COPY public.%s (id, x, y) FROM STDIN" % table) as copy:
         for i, (x, y) in enumerate(zip(xs, ys)):
             copy.write_row((i, np.asarray(x).ravel().tolist(), int(y)))
+
+
+def register_digits(conn, cluster, train_reader, test_reader, table):
+    """digits() as two readers: `train_reader` by SQL over table public.<table>, `test_reader` an .npz file.
+
+    Returns ((train_x, train_y), (test_x, test_y)).
+    """
+    (train_x, train_y), (test_x, test_y) = digits()
+    npz = cluster.server_readable_dir("data") / ("%s_%s.npz" % (conn.info.dbname, test_reader.lower()))
+    np.savez(npz, x=test_x, y=test_y)
+    npz.chmod(0o644)
+    conn.execute("CREATE TABLE public.%s (id integer PRIMARY KEY, x real[] NOT NULL, y integer NOT NULL)" % table)
+    copy_samples(conn, table, train_x, train_y)
+    conn.execute("SELECT shift.register_sql_reader(%%s, 'SELECT x, y FROM public.%s ORDER BY id', "
+                 "options => '{\"shape\": [8, 8]}', block_size => 128)" % table, (train_reader,))
+    conn.execute("SELECT shift.register_npz_reader(%s, %s, block_size => 64)", (test_reader, str(npz)))
+    return (train_x, train_y), (test_x, test_y)
 
 
 def register_model(conn, m):

@@ -233,6 +233,18 @@ def cached_build(out_dir: Path, digest: str) -> list[dict] | None:
     return entries
 
 
+def existing_build(out_dir, profile: str, seed: int, profiles: dict, config_hash) -> tuple:
+    """(out_dir resolved, the build's config hash, its manifest if a finished build has that hash, else None)."""
+    if profile not in profiles:
+        raise ValueError("unknown zoo profile %r; profiles: %s" % (profile, ", ".join(profiles)))
+    out_dir = Path(out_dir).resolve()
+    digest = config_hash(profile, seed)
+    cached = cached_build(out_dir, digest)
+    if cached is not None:
+        _log("%s is up to date (profile %s, seed %d)" % (out_dir / "zoo.json", profile, seed))
+    return out_dir, digest, cached
+
+
 def write_json(path: Path, data) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=2) + "\n")
@@ -246,13 +258,8 @@ def build_zoo(out_dir: Path, seed: int = 0, profile: str = "demo") -> list[dict]
     stamp ``zoo.build.json`` records the config hash, so a later call with the same seed
     and profile returns the manifest without training.
     """
-    if profile not in PROFILES:
-        raise ValueError("unknown zoo profile %r; profiles: %s" % (profile, ", ".join(PROFILES)))
-    out_dir = Path(out_dir).resolve()
-    digest = config_hash(profile, seed)
-    cached = cached_build(out_dir, digest)
+    out_dir, digest, cached = existing_build(out_dir, profile, seed, PROFILES, config_hash)
     if cached is not None:
-        _log("%s is up to date (profile %s, seed %d)" % (out_dir / "zoo.json", profile, seed))
         return cached
 
     import torch

@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from shift_cli.zoo import accuracy, cached_build, cli, model_options, save_checkpoint, write_json
+from shift_cli.zoo import accuracy, cli, existing_build, model_options, save_checkpoint, write_json
 
 from .datasets import IMAGE_SIZE, UPSTREAM, TaskSpec, font_fingerprint, splits
 
@@ -221,13 +221,8 @@ def config_hash(profile: str, seed: int) -> str:
 
 def build_zoo(out_dir: Path, seed: int = 0, profile: str = "full") -> list[dict]:
     """Build (or reuse) the benchmark zoo in ``out_dir``; returns the manifest written to ``out_dir/zoo.json``."""
-    if profile not in PROFILES:
-        raise ValueError("unknown zoo profile %r; profiles: %s" % (profile, ", ".join(PROFILES)))
-    out_dir = Path(out_dir).resolve()
-    digest = config_hash(profile, seed)
-    cached = cached_build(out_dir, digest)
+    out_dir, digest, cached = existing_build(out_dir, profile, seed, PROFILES, config_hash)
     if cached is not None:
-        _log("%s is up to date (profile %s, seed %d)" % (out_dir / "zoo.json", profile, seed))
         return cached
 
     import torch

@@ -16,10 +16,9 @@ empty schema analytics for views.
 import json
 from dataclasses import dataclass, field
 
-import numpy as np
 import pytest
 
-from shift_cli.testbed import Database, WorkerProcess, copy_samples, digits, register_model
+from shift_cli.testbed import Database, WorkerProcess, register_digits, register_model
 
 EXTRA_MODELS = [
     dict(model_id="bert-tiny", source="hf", locator="prajjwal1/bert-tiny", input="Text", num_params=4_385_920,
@@ -47,20 +46,12 @@ SMALL_READERS = {"Shapes": "Vision", "Letters": "Vision", "Noise": "Tabular"}
 
 def setup_shiftql(database, cluster, zoo, tag):
     """Register everything the SHiFT-QL tests read in `database`."""
-    (train_x, train_y), (test_x, test_y) = digits()
-    npz = cluster.server_readable_dir("data") / ("%s_test.npz" % tag)
-    np.savez(npz, x=test_x, y=test_y)
-    npz.chmod(0o644)
     with database.connect() as conn:
         for m in zoo:
             register_model(conn, m)
         for m in EXTRA_MODELS:
             register_model(conn, dict(m, checkpoint=None, feature_dim=None, input_size=None, options={}))
-        conn.execute("CREATE TABLE public.digits (id integer PRIMARY KEY, x real[] NOT NULL, y integer NOT NULL)")
-        copy_samples(conn, "digits", train_x, train_y)
-        conn.execute("SELECT shift.register_sql_reader('TrainReader', 'SELECT x, y FROM public.digits ORDER BY id', "
-                     "options => '{\"shape\": [8, 8]}', block_size => 128)")
-        conn.execute("SELECT shift.register_npz_reader('TestReader', %s, block_size => 64)", (str(npz),))
+        register_digits(conn, cluster, "TrainReader", "TestReader", "digits")
         conn.execute("CREATE TABLE public.small AS SELECT g AS id, ARRAY[g::real, 1] AS x, g % 2 AS y "
                      "FROM generate_series(1, 20) g")
         for reader, kind in SMALL_READERS.items():

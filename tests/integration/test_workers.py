@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from gpu_daemon.worker import _CLAIM
-from shift_cli.testbed import Database, ROOT, WorkerProcess, copy_samples, digits, register_model
+from shift_cli.testbed import ROOT, Database, WorkerProcess, copy_samples, digits, register_model
 
 QUERY = ("SELECT ModelId FROM Models ORDER BY CosineNN ASC LIMIT 2 "
          "TESTED ON WTest TRAINED ON WTrain")

@@ -14,11 +14,11 @@ def where(ctx, select, scope):
     if clause is None:
         return None
     condition = expr(ctx, clause.this, scope)
-    check_ids(ctx, condition, scope)
+    _check_ids(ctx, condition, scope)
     return exp.Where(this=condition)
 
 
-def check_ids(ctx, condition, scope):
+def _check_ids(ctx, condition, scope):
     """A model or reader id compared with ModelId or ReaderId must be registered: 42704 naming the closest.
 
     A misspelt id would otherwise select nothing, silently.

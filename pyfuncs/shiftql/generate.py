@@ -13,7 +13,7 @@ _SHIFTQL_ONLY = (ScoringClause, NamedQuery, QueryRef, Script, WithQuery, CreateV
 
 
 def sql(node, pretty=False):
-    """PostgreSQL text of a node: the only place the translation prints SQL."""
+    """PostgreSQL text of a statement (function names as written: shift.score, not SHIFT.SCORE)."""
     return node.sql(dialect="postgres", pretty=pretty, normalize_functions=False)
 
 

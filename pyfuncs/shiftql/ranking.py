@@ -77,7 +77,7 @@ def params(ctx, scorer, args):
             value = constant(arg.expression)
             if value is NOT_CONSTANT:
                 raise ctx.located(ShiftError("parameter %s of %s must be a constant" % (key, scorer.name),
-                                             INVALID_PARAMETER, hint="e.g. %s" % example_call(scorer)),
+                                             INVALID_PARAMETER, hint="e.g. %s" % _example_call(scorer)),
                                   arg.expression)
             if key.lower() in {k.lower() for k in given}:
                 raise ctx.located(ShiftError("parameter %s of %s is given twice" % (key, scorer.name),
@@ -85,7 +85,7 @@ def params(ctx, scorer, args):
             given[key] = value
         else:
             raise ctx.located(ShiftError("scorer parameters are written name=value", SYNTAX_ERROR,
-                                         hint="e.g. %s" % example_call(scorer)), arg)
+                                         hint="e.g. %s" % _example_call(scorer)), arg)
     try:
         return scorer.resolve(given)
     except ShiftError as error:
@@ -201,6 +201,6 @@ def names_of(ranks):
     return ", ".join(s.name for s in scorers.REGISTRY.values() if s.ranks == ranks)
 
 
-def example_call(scorer):
+def _example_call(scorer):
     shown = ", ".join("%s=%r" % (p.name, p.default) for p in scorer.params[:2])
     return "%s(%s)" % (scorer.name, shown) if shown else scorer.name

@@ -50,13 +50,14 @@ block over DataReaders returns one row per reader, `reader_id` and `score`.
 scoring view is a CTE it reads before the views that use it. `explain_tree`
 shows that tree.
 
-The translation is a fixed order of passes, each a module with one entry point
-over a shared Context (context.py), as sqlglot keeps its optimizer: parse
-(dialect.py) → resolve names against the catalog (expressions.py, clauses.py)
-→ expand named queries and views (named.py, views.py) → turn scoring and
-similarity blocks into calls (ranking.py, scoring.py; queries.py dispatches a
-query to them) → generate (generate.py). A nested query runs the passes again
-for itself, through `Context.query`.
+The stages are modules over one shared Context (context.py), in the manner of
+sqlglot's optimizer: parse (dialect.py) → resolve names against the catalog
+(expressions.py, clauses.py) → expand named queries and views (named.py,
+views.py) → turn scoring and similarity blocks into calls (ranking.py,
+scoring.py; queries.py dispatches a query to them) → generate (generate.py).
+Unlike the optimizer's passes, which each walk a whole tree in turn, the
+stages run block by block, since a block's names decide what its ORDER BY
+means; a nested query goes through them again by `Context.query`.
 """
 
 from sqlglot import exp

@@ -43,62 +43,30 @@ class Relation:
         return dict(self.synonyms).get(want)
 
 
+def _columns(listing):
+    """(name, type) pairs of a listing `name type, name type, ...` (a type may have spaces)."""
+    return tuple(tuple(item.strip().split(" ", 1)) for item in listing.split(","))
+
+
 def normalise(name):
     """The spelling-free form of a name: ModelId, model_id and MODELID are one name."""
     return str(name).lower().replace("_", "")
 
 
-MODELS = Relation(
-    name="Models",
-    schema="shift",
-    table="models",
-    columns=(
-        ("model_id", "text"),
-        ("source", "text"),
-        ("locator", "text"),
-        ("checkpoint", "text"),
-        ("input", "text"),
-        ("framework", "text"),
-        ("architecture", "text"),
-        ("num_params", "bigint"),
-        ("feature_dim", "integer"),
-        ("input_size", "integer"),
-        ("upstream_dataset", "text"),
-        ("upstream_accuracy", "double precision"),
-        ("options", "jsonb"),
-        ("num_classes", "integer"),
-        ("input_mean", "double precision[]"),
-        ("input_std", "double precision[]"),
-        ("loaded_at", "timestamptz"),
-        ("load_error", "text"),
-        ("registered_at", "timestamptz"),
-    ),
-    # seed 000 §3.1 calls the input kind "Modality"
-    synonyms=(("modality", "input"),),
-    key="model_id",
-)
+# seed 000 §3.1 calls the input kind "Modality"
+MODELS = Relation("Models", "shift", "models", _columns("""
+    model_id text, source text, locator text, checkpoint text, input text, framework text,
+    architecture text, num_params bigint, feature_dim integer, input_size integer,
+    upstream_dataset text, upstream_accuracy double precision, options jsonb,
+    num_classes integer, input_mean double precision[], input_std double precision[],
+    loaded_at timestamptz, load_error text, registered_at timestamptz"""),
+    synonyms=(("modality", "input"),), key="model_id")
 
-READERS = Relation(
-    name="DataReaders",
-    schema="shift",
-    table="readers",
-    columns=(
-        ("reader_id", "text"),
-        ("kind", "text"),
-        ("source", "text"),
-        ("options", "jsonb"),
-        ("input", "text"),
-        ("num_samples", "bigint"),
-        ("classes", "text[]"),
-        ("block_size", "integer"),
-        ("task2vec", "vector"),
-        ("owner", "name"),
-        ("registered_at", "timestamptz"),
-    ),
-    # seed 000 §3.2 Q5 writes DataReaderId; §3.1 writes Modality
-    synonyms=(("datareaderid", "reader_id"), ("modality", "input")),
-    key="reader_id",
-)
+# seed 000 §3.2 Q5 writes DataReaderId; §3.1 writes Modality
+READERS = Relation("DataReaders", "shift", "readers", _columns("""
+    reader_id text, kind text, source text, options jsonb, input text, num_samples bigint,
+    classes text[], block_size integer, task2vec vector, owner name, registered_at timestamptz"""),
+    synonyms=(("datareaderid", "reader_id"), ("modality", "input")), key="reader_id")
 
 RELATIONS = (MODELS, READERS)
 
@@ -124,7 +92,6 @@ def find_relation(written):
 # What else a query may name: persisted views, the user's tables, reader and model ids
 # --------------------------------------------------------------------------
 
-VIEW_KINDS = ("scoring", "dataset similarity")
 _VIEW_COMMENT = re.compile(r"\Ashift (scoring|dataset similarity) view, score (ASC|DESC)\n(.*)\Z", re.S)
 
 

@@ -28,182 +28,35 @@ belong to that SELECT, not to the UNION: Q4 of §3.2 ranks only its second
 block by `Linear(lr=0.1)`.
 
 The dialect only parses (and prints SHiFT-QL back); what a query means is
-decided by translate.py. New syntax is a new node below, a parser method and a
-generator entry. sqlglot's token types are a closed enumeration, so the words
-SHiFT-QL adds (TESTED, TRAINED, AGAINST, SCORING, DATASET, SIMILARITY, SHIFT)
-stay ordinary words that the parser recognises by their text, as sqlglot's own
-dialects do with non-reserved keywords.
+decided by translate.py. New syntax is a new node (nodes.py), a parser method
+and a generator entry; tokens.py holds the passes over the token list. sqlglot's
+token types are a closed enumeration, so the words SHiFT-QL adds (TESTED,
+TRAINED, AGAINST, SCORING, DATASET, SIMILARITY, SHIFT) stay ordinary words that
+the parser recognises by their text, as sqlglot's own dialects do with
+non-reserved keywords.
 """
 
 import re
-from decimal import Decimal, InvalidOperation
 
 from sqlglot import exp
 from sqlglot.dialects.postgres import Postgres
-from sqlglot.errors import ErrorLevel, ParseError, TokenError
-from sqlglot.tokens import Token, TokenType
+from sqlglot.errors import ErrorLevel, TokenError
+from sqlglot.tokens import TokenType
 
-# --------------------------------------------------------------------------
-# Nodes SHiFT-QL adds to the syntax tree
-# --------------------------------------------------------------------------
+from .nodes import CreateView, DropView, NamedQuery, QueryRef, ScoringClause, Script, SyntaxProblem, WithQuery
+from .tokens import drop_shift_tags, merge_number_suffixes, tokenize_problem
 
-
-class ScoringClause(exp.Expression):
-    """`TESTED ON r TRAINED ON r` of a proxy scoring view, `TESTED AGAINST r` of a
-    dataset similarity view (seed 000 §3.1).
-
-    Attached to its SELECT as the arg ``scoring``; each reader is an
-    Identifier or a string Literal, as the user wrote it.
-    """
-
-    arg_types = {"tested_on": False, "trained_on": False, "tested_against": False}
-
-
-class NamedQuery(exp.Expression):
-    """A query with a name (seed 000 §3.2): `Q1 := query` or, inline, `(query) Q1`."""
-
-    arg_types = {"this": True, "expression": True, "inline": False}
-
-
-class QueryRef(exp.Expression):
-    """A named query or a persisted view used by name: `Q1 UNION ...`, `ModelId NOT IN Q1` (seed 000 §3.2 Q4).
-
-    ``schema`` is set when the name is written `schema.view`.
-    """
-
-    arg_types = {"this": True, "schema": False}
-
-
-class WithQuery(exp.Expression):
-    """`WITH name AS (query), ... query`: the named queries, then the query that reads them."""
-
-    arg_types = {"this": True, "expressions": True}
-
-
-class CreateView(exp.Expression):
-    """`CREATE [OR REPLACE] SCORING VIEW name [AS] query` or `CREATE DATASET SIMILARITY VIEW ...` (§3.1).
-
-    ``this`` is a Table (name, optional schema), ``kind`` is 'scoring' or
-    'dataset similarity'; meta["text"] keeps the statement as the user wrote it.
-    """
-
-    arg_types = {"this": True, "kind": True, "expression": True, "replace": False}
-
-
-class DropView(exp.Expression):
-    """`DROP SCORING VIEW [IF EXISTS] name [CASCADE]` or `DROP DATASET SIMILARITY VIEW ...`."""
-
-    arg_types = {"this": True, "kind": True, "exists": False, "cascade": False}
-
-
-class Script(exp.Expression):
-    """The statements of one SHiFT-QL text, in order; the last one is the result."""
-
-    arg_types = {"expressions": True}
-
-
-class SyntaxProblem(ParseError):
-    """A parse or tokenize failure at a known place of the text.
-
-    ``start``/``end`` are 0-based offsets (end inclusive) of the offending
-    token, ``at_end`` says the text ended too early, ``expected`` says what
-    would have been valid there.
-    """
-
-    def __init__(self, expected, start, end, at_end=False):
-        super().__init__(expected)
-        self.expected = expected
-        self.start = start
-        self.end = end
-        self.at_end = at_end
-
+__all__ = ["CreateView", "DropView", "NamedQuery", "QueryRef", "ScoringClause", "Script", "ShiftQL",
+           "SyntaxProblem", "WithQuery", "parse_script", "to_shiftql"]
 
 _SCORING_WORDS = ("TESTED", "TRAINED")
 _SCORING_KEYS = {("TESTED", "ON"): "tested_on", ("TRAINED", "ON"): "trained_on",
                  ("TESTED", "AGAINST"): "tested_against"}
 # the words between CREATE / DROP and VIEW that name a kind of SHiFT-QL view (seed 000 §3.1)
 VIEW_KINDS = {("SCORING",): "scoring", ("DATASET", "SIMILARITY"): "dataset similarity"}
-# K, M, G or B, T after a number, as in `NumParams < 10M` (powers of a thousand)
-NUMBER_SUFFIXES = {"K": 3, "M": 6, "G": 9, "B": 9, "T": 12}
 _CLOSING_TAGS = re.compile(r"(?:\s*</SHIFT>)*", re.I)
 # tokens that may name a query; keywords may not, so `(...) Q1 UNION` stays readable
 _NAME_TOKENS = (TokenType.VAR, TokenType.IDENTIFIER)
-
-
-def _drop_shift_tags(tokens):
-    """The tokens without `<SHIFT>` / `</SHIFT>` tags (seed 000 §3.1: the tags are optional).
-
-    A tag is `<`, [`/`,] the word SHIFT and `>` written without spaces; tags
-    must alternate, opening first.
-    """
-    out = []
-    i = 0
-    is_open = None  # the opening tag's first token while inside one
-    while i < len(tokens):
-        tok = tokens[i]
-        if tok.token_type == TokenType.LT:
-            closing = i + 1 < len(tokens) and tokens[i + 1].token_type == TokenType.SLASH
-            n = 4 if closing else 3
-            tag = tokens[i:i + n]
-            if (len(tag) == n and tag[-2].text.upper() == "SHIFT" and tag[-1].token_type == TokenType.GT
-                    and tag[-2].token_type not in (TokenType.STRING, TokenType.IDENTIFIER)
-                    and all(a.end + 1 == b.start for a, b in zip(tag, tag[1:]))):
-                if closing and is_open is None:
-                    raise SyntaxProblem("</SHIFT> closes no <SHIFT>", tok.start, tag[-1].end)
-                if not closing and is_open is not None:
-                    raise SyntaxProblem("<SHIFT> inside <SHIFT>; close the first one with </SHIFT>",
-                                        tok.start, tag[-1].end)
-                is_open = None if closing else tok
-                i += n
-                continue
-        out.append(tok)
-        i += 1
-    if is_open is not None:
-        raise SyntaxProblem("<SHIFT> is not closed by </SHIFT>", is_open.start, is_open.start + 6)
-    return out
-
-
-def _merge_number_suffixes(tokens):
-    """`10M` and `1.5K` as one number token (10000000, 1500); `10 M` stays a number and a word."""
-    out = []
-    for tok in tokens:
-        before = out[-1] if out else None
-        if (before is not None and before.token_type == TokenType.NUMBER and tok.token_type == TokenType.VAR
-                and tok.text.upper() in NUMBER_SUFFIXES and before.end + 1 == tok.start):
-            try:
-                value = Decimal(before.text).scaleb(NUMBER_SUFFIXES[tok.text.upper()])
-                if not value.is_finite() or value.adjusted() > 30:
-                    raise InvalidOperation
-            except ArithmeticError:
-                raise SyntaxProblem("a number below 1e30", before.start, tok.end) from None
-            text = str(int(value)) if value == value.to_integral_value() else format(value.normalize(), "f")
-            out[-1] = Token(TokenType.NUMBER, text, before.line, before.col, before.start, tok.end,
-                            before.comments)
-            continue
-        out.append(tok)
-    return out
-
-
-def _tokenize_problem(core, sql, error):
-    """A SyntaxProblem at the place the tokenizer stopped."""
-    cause = str(error.__cause__ or error)
-    start = min(max(getattr(core, "_start", 0), 0), max(len(sql) - 1, 0))
-    if cause.startswith("Missing '"):
-        expected = "unterminated quoted string; close it with '"
-    elif cause.startswith('Missing "'):
-        expected = 'unterminated quoted identifier; close it with "'
-    elif cause.startswith("Missing */"):
-        expected = "unterminated /* comment; close it with */"
-    elif cause.startswith("Missing $"):
-        expected = "unterminated dollar-quoted string"
-    elif cause.startswith("Numeric string"):
-        expected = "a valid number"
-    else:
-        expected = "valid SHiFT-QL text"
-    end = start
-    while end + 1 < len(sql) and not sql[end + 1].isspace() and end - start < 30:
-        end += 1
-    return SyntaxProblem(expected, start, end, at_end=not sql.strip())
 
 
 class ShiftQL(Postgres):
@@ -219,8 +72,8 @@ class ShiftQL(Postgres):
             try:
                 tokens = super().tokenize(sql)
             except TokenError as error:
-                raise _tokenize_problem(self._core, sql, error) from error
-            return _merge_number_suffixes(_drop_shift_tags(tokens))
+                raise tokenize_problem(self._core, sql, error) from error
+            return merge_number_suffixes(drop_shift_tags(tokens))
 
     class Parser(Postgres.Parser):
         # Q4 of §3.2: ORDER BY / LIMIT after the last SELECT of a UNION are that SELECT's own

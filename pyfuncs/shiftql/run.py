@@ -16,6 +16,7 @@ from sqlglot import exp
 from ..errors import SYNTAX_ERROR, ShiftError, unknown
 from . import catalog
 from .dialect import QueryRef, parse_script
+from .names import folded
 from .translate import explain_tree, translate
 
 _DDL = ("create view", "comment", "drop view")
@@ -120,16 +121,12 @@ def drop_view(db, name, cascade=False):
         raise ShiftError("%r is not a view name" % (name,), SYNTAX_ERROR, hint="write name or schema.name")
     cat = catalog.DatabaseCatalog(db)
     schema_ident = ref.args.get("schema")
-    schema = _folded(schema_ident) if schema_ident is not None else cat.default_schema
-    view = cat.view(schema, _folded(ref.this))
+    schema = folded(schema_ident) if schema_ident is not None else cat.default_schema
+    view = cat.view(schema, folded(ref.this))
     if view is None:
         raise unknown("view", name, [v.name if v.schema == cat.default_schema else v.qualified for v in cat.views()])
     drop = exp.Drop(tables=[_table(view)], kind="VIEW", cascade=bool(cascade))
     db.execute(drop.sql(dialect="postgres"))
-
-
-def _folded(ident):
-    return ident.name if ident.quoted else ident.name.lower()
 
 
 def _table(view):

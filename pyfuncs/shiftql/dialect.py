@@ -49,7 +49,6 @@ from .tokens import drop_shift_tags, merge_number_suffixes, tokenize_problem
 __all__ = ["CreateView", "DropView", "NamedQuery", "QueryRef", "ScoringClause", "Script", "ShiftQL",
            "SyntaxProblem", "WithQuery", "parse_script", "to_shiftql"]
 
-_SCORING_WORDS = ("TESTED", "TRAINED")
 _SCORING_KEYS = {("TESTED", "ON"): "tested_on", ("TRAINED", "ON"): "trained_on",
                  ("TESTED", "AGAINST"): "tested_against"}
 # the words between CREATE / DROP and VIEW that name a kind of SHiFT-QL view (seed 000 §3.1)

@@ -114,7 +114,7 @@ def test_every_full_profile_architecture_runs_at_32x32():
         if (m.locator, m.model_kwargs) in seen:
             continue
         seen.add((m.locator, m.model_kwargs))
-        module = create_timm(m.locator, zoo._options(m, 7), pretrained=False).eval()
+        module = create_timm(m.locator, zoo.model_options(m, 7), pretrained=False).eval()
         with torch.inference_mode():
             out = module(torch.zeros(2, 3, IMAGE_SIZE, IMAGE_SIZE))
         assert out.shape == (2, 7), m.locator

@@ -29,12 +29,18 @@ log = logging.getLogger("shift.worker")
 
 LEASE_SECONDS = 60
 HEARTBEAT_SECONDS = 2.0
+HEARTBEAT_GIVE_UP_SECONDS = 10.0  # under the 15 s after which shift.live_workers counts it dead
+
+# A running task is abandoned when its lease ran out or its worker's heartbeat stopped
+# (shift.live_workers: 15 s), whichever comes first; then another worker may take it.
+_ABANDONED = """(c.status = 'running' AND (c.lease_until < now()
+    OR NOT EXISTS (SELECT 1 FROM shift.live_workers w WHERE w.worker_id = c.worker_id)))"""
 
 _EXPIRE = """
-UPDATE shift.tasks SET status = 'failed', finished_at = now(),
-       error = format('lease expired %s times; the worker running it stopped', attempts)
-WHERE status = 'running' AND lease_until < now() AND attempts >= max_attempts
-"""
+UPDATE shift.tasks c SET status = 'failed', finished_at = now(),
+       error = format('lease expired %%s times; the worker running it stopped', attempts)
+WHERE %s AND attempts >= max_attempts
+""" % _ABANDONED
 
 _FAIL_DEPENDENTS = """
 UPDATE shift.tasks t SET status = 'failed', finished_at = now(), error = format('task %s it depends on failed', d.task_id)
@@ -48,7 +54,7 @@ SET status = 'running', worker_id = %(worker)s, lease_until = now() + make_inter
     attempts = t.attempts + 1, started_at = now(), progress = 0
 WHERE t.task_id = (
     SELECT c.task_id FROM shift.tasks c
-    WHERE (c.status = 'queued' OR (c.status = 'running' AND c.lease_until < now()))
+    WHERE (c.status = 'queued' OR """ + _ABANDONED + """)
       AND NOT EXISTS (SELECT 1 FROM shift.tasks d WHERE d.task_id = ANY(c.depends_on) AND d.status <> 'done')
     -- a model already loaded here stays loaded while it has work (seed 000 §4.2: loads are costly)
     ORDER BY (c.payload->>'model_id') = ANY(%(loaded)s::text[]) DESC, c.task_id
@@ -113,17 +119,39 @@ class Worker:
                 self.conn.close()
 
     def _heartbeat(self):
-        with psycopg.connect(self.dsn, autocommit=True, application_name="shift-heartbeat") as conn:
-            while not self._stop.wait(HEARTBEAT_SECONDS):
-                task = self._current
-                conn.execute(
-                    "UPDATE shift.workers SET heartbeat_at = now(), current_task = %s WHERE worker_id = %s",
-                    (task, self.worker_id))
-                if task is not None:
-                    conn.execute(
-                        "UPDATE shift.tasks SET lease_until = now() + make_interval(secs => %s) "
-                        "WHERE task_id = %s AND worker_id = %s AND status = 'running'",
-                        (self.lease_seconds, task, self.worker_id))
+        """Beat every HEARTBEAT_SECONDS on a connection of its own, reconnecting after an error.
+
+        A worker whose heartbeat cannot be written for HEARTBEAT_GIVE_UP_SECONDS stops
+        (loudly): the queries would count it dead and hand its task to another worker.
+        """
+        conn, failing_since = None, None
+        while not self._stop.wait(HEARTBEAT_SECONDS):
+            try:
+                if conn is None or conn.closed:
+                    conn = psycopg.connect(self.dsn, autocommit=True, application_name="shift-heartbeat")
+                self._beat(conn)
+                failing_since = None
+            except psycopg.Error as e:
+                failing_since = failing_since or time.monotonic()
+                log.warning("heartbeat of %s failed: %s", self.worker_id, str(e).strip().splitlines()[0])
+                if conn is not None:
+                    conn.close()
+                if time.monotonic() - failing_since > HEARTBEAT_GIVE_UP_SECONDS:
+                    log.error("no heartbeat written for %.0fs; worker %s stops", HEARTBEAT_GIVE_UP_SECONDS,
+                              self.worker_id)
+                    self._stop.set()
+        if conn is not None:
+            conn.close()
+
+    def _beat(self, conn):
+        task = self._current
+        conn.execute("UPDATE shift.workers SET heartbeat_at = now(), current_task = %s WHERE worker_id = %s",
+                     (task, self.worker_id))
+        if task is not None:
+            conn.execute(
+                "UPDATE shift.tasks SET lease_until = now() + make_interval(secs => %s) "
+                "WHERE task_id = %s AND worker_id = %s AND status = 'running'",
+                (self.lease_seconds, task, self.worker_id))
 
     # -- the queue -----------------------------------------------------------------
 

@@ -13,7 +13,7 @@ import time
 from .errors import INVALID_TRANSACTION_STATE, NOT_READY, TASK_FAILED, ShiftError
 
 POLL_SECONDS = 0.05
-WORKER_GRACE_SECONDS = 20.0
+WORKER_GRACE_SECONDS = 5.0  # after shift.live_workers' own 15 s: time for a restarted worker
 
 _UPSERT = """
 INSERT INTO shift.tasks AS t (kind, key, payload, depends_on, waiters)

@@ -2,9 +2,11 @@
 -- Views: live workers, model status, the persisted SHiFT-QL views
 -------------------------------------------------------------------------------
 
+-- clock_timestamp(), not now(): a query that waits inside one long statement must see
+-- a worker's heartbeat age as it is now, not as it was when its transaction began
 CREATE VIEW shift.live_workers AS
     SELECT * FROM shift.workers
-    WHERE heartbeat_at > pg_catalog.now() - interval '15 seconds';
+    WHERE heartbeat_at > pg_catalog.clock_timestamp() - interval '15 seconds';
 
 -- Whether each model has been reached by a worker: pending (a describe task is
 -- queued or running), ready (loaded; its metadata filled in), failed (with why),

@@ -139,6 +139,40 @@ def test_cancel_interrupts_a_waiting_query(idle_db, frozen_worker):
         assert isinstance(outcome.get("error"), errors.QueryCanceled)
 
 
+def test_a_query_learns_that_its_only_worker_died(idle_db, cluster):
+    """The worker is alive when the query starts and killed while it waits: 55000, not a wait without end."""
+    w = WorkerProcess(idle_db.dsn, cluster.home / "worker-doomed.log", "doomed").wait_ready()
+    os.kill(w.proc.pid, signal.SIGSTOP)  # alive by its last heartbeat, and it takes no task
+    try:
+        with idle_db.connect() as conn, idle_db.connect() as other:
+            pid = conn.info.backend_pid
+            outcome = {}
+
+            def run():
+                try:
+                    conn.execute("SELECT * FROM shift.query(%s)", (Q_IDLE,))
+                except psycopg.Error as e:
+                    outcome["error"] = e
+
+            t = threading.Thread(target=run)
+            t.start()
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and not other.execute(
+                    "SELECT 1 FROM shift.tasks WHERE %s = ANY(waiters)", (pid,)).fetchone():
+                time.sleep(0.1)
+            os.kill(w.proc.pid, signal.SIGKILL)
+            killed = time.monotonic()
+            t.join(timeout=40)
+            assert not t.is_alive(), "the query still waits 40 s after its only worker died"
+            assert time.monotonic() - killed < 30
+            error = outcome.get("error")
+            assert error is not None and error.diag.sqlstate == "55000", error
+            assert "no shift worker is alive" in error.diag.message_primary
+    finally:
+        w.proc.wait()
+        w.stop()
+
+
 def test_query_needs_read_committed(db, registered):
     with db.connect(autocommit=False) as conn:
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")

@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -121,6 +122,33 @@ def test_a_dead_workers_task_is_claimed_again_after_its_lease(wdb, two_workers):
         error, attempts = conn.execute("SELECT error, attempts FROM shift.tasks WHERE task_id = %s",
                                        (task_id,)).fetchone()
         assert "lease expired" in error and attempts == 3
+
+
+def test_a_killed_workers_task_is_taken_when_its_heartbeat_stops(wdb, two_workers, cluster):
+    """Its lease (60 s) has long to run; the missing heartbeat (15 s) is what hands the task on."""
+    model = wdb.models[0]
+    victim = WorkerProcess(wdb.dsn, cluster.home / "victim.log", "victim").wait_ready()
+    os.kill(victim.proc.pid, signal.SIGSTOP)  # holds the task below, as if it had claimed it
+    try:
+        with wdb.connect() as conn:
+            conn.execute("DELETE FROM shift.features WHERE model_id = %s AND reader_id = 'WTrain' AND block = 5",
+                         (model,))
+            payload = json.dumps({"model_id": model, "reader_id": "WTrain", "blocks": [5]})
+            task_id = conn.execute(
+                "INSERT INTO shift.tasks (kind, key, payload, status, worker_id, lease_until, attempts) "
+                "VALUES ('inference', 'heartbeat-test', %s, 'running', 'victim', now() + interval '60 seconds', 1) "
+                "RETURNING task_id", (payload,)).fetchone()[0]
+            os.kill(victim.proc.pid, signal.SIGKILL)
+            killed = time.monotonic()
+            _wait_for(conn, "SELECT status = 'done' FROM shift.tasks WHERE task_id = %s", (task_id,), timeout=45)
+            assert time.monotonic() - killed < 30
+            status, attempts, worker = conn.execute(
+                "SELECT status, attempts, worker_id FROM shift.tasks WHERE task_id = %s", (task_id,)).fetchone()
+            assert (status, attempts) == ("done", 2) and worker in ("w1", "w2")
+            conn.execute("DELETE FROM shift.workers WHERE worker_id = 'victim'")
+    finally:
+        victim.proc.wait()
+        victim.stop()
 
 
 def test_a_failing_task_fails_the_query_with_its_reason(wdb, two_workers):

@@ -8,9 +8,11 @@ labels, so the classes and the sample count are known at registration.
 import hashlib
 import json
 import os
+import zipfile
 
 from . import errors, files, queue
-from .errors import DUPLICATE_OBJECT, INSUFFICIENT_PRIVILEGE, INTERNAL_ERROR, INVALID_PARAMETER, UNDEFINED_FILE, ShiftError
+from .errors import (DATA_EXCEPTION, DUPLICATE_OBJECT, INSUFFICIENT_PRIVILEGE, INTERNAL_ERROR, INVALID_PARAMETER,
+                     UNDEFINED_FILE, ShiftError)
 from .registry import normalise_input, parse_options
 
 
@@ -79,16 +81,21 @@ def register_npz_reader(db, reader_id, path, x_key="x", y_key="y", input="Vision
     _check_new_reader(db, reader_id, block_size)
     _require_file_access(db, reader_id, path, "npz")
     try:
+        with open(path, "rb") as f:
+            if not zipfile.is_zipfile(f):  # numpy would try it as a pickle, and say so
+                raise ValueError("the file is not a zip archive, which every .npz is")
         data = np.load(path, mmap_mode="r", allow_pickle=False)
     except FileNotFoundError:
         raise ShiftError("file %s of reader %s does not exist" % (path, reader_id), UNDEFINED_FILE) from None
     except PermissionError:
         raise ShiftError("file %s of reader %s is not readable by the server" % (path, reader_id), INSUFFICIENT_PRIVILEGE,
                          hint="make it readable by the database's OS user") from None
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise ShiftError("file %s of reader %s is not a readable npz" % (path, reader_id), INVALID_PARAMETER,
-                         detail=str(e)) from None
+                         detail=str(e) or "%s at its start" % type(e).__name__,
+                         hint="write it with numpy.savez or numpy.savez_compressed") from None
     with data:
+        _require_intact_npz(data, path, reader_id)
         missing = [k for k in (x_key, y_key) if k not in data.files]
         if missing:
             raise ShiftError("npz file %s has no array %s" % (path, missing[0]), INVALID_PARAMETER,
@@ -101,6 +108,19 @@ def register_npz_reader(db, reader_id, path, x_key="x", y_key="y", input="Vision
     classes = sorted({str(v) for v in y.tolist()}, key=label_order)
     opts = dict(parse_options(options), x_key=x_key, y_key=y_key)
     return _insert_reader(db, reader_id, "npz", path, opts, input, len(y), classes, block_size)
+
+
+def _require_intact_npz(data, path, reader_id):
+    """Every member's CRC-32 as the archive records it: numpy reads a member without checking it."""
+    try:
+        damaged = data.zip.testzip()
+    except (OSError, EOFError, zipfile.BadZipFile) as e:
+        damaged, why = "?", "%s: %s" % (type(e).__name__, e)
+    else:
+        why = "its CRC-32 does not match the archive's record"
+    if damaged is not None:
+        raise ShiftError("npz file %s of reader %s is damaged: member %s" % (path, reader_id, damaged),
+                         DATA_EXCEPTION, detail=why, hint="write the file again; nothing was registered")
 
 
 def _npz_rows(data, key):

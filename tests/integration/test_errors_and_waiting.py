@@ -2,9 +2,12 @@
 
 import os
 import signal
+import struct
 import threading
 import time
+import zipfile
 
+import numpy as np
 import psycopg
 import pytest
 from psycopg import errors
@@ -46,6 +49,44 @@ def test_bad_registrations_leave_nothing(db, registered, cluster):
               sqlstate="42P01")
         fails(conn, "SELECT shift.register_npz_reader('r', %s)", (str(cluster.home / "missing.npz"),), "58P01")
         fails(conn, "SELECT shift.register_npz_reader('r', 'relative.npz')", sqlstate="22023")
+        assert counts(conn) == before
+
+
+def _npz_variants(directory):
+    """A damaged npz (one byte of x changed after writing: its CRC no longer matches), a truncated one, an
+    empty file and random bytes, each readable by the server."""
+    directory.mkdir(exist_ok=True)
+    directory.chmod(0o755)
+    good = directory / "good.npz"
+    np.savez(good, x=np.arange(400, dtype=np.float32).reshape(100, 4), y=np.arange(100) % 3)
+    raw = bytearray(good.read_bytes())
+    with zipfile.ZipFile(good) as z:
+        member = z.getinfo("x.npy")
+    # the member's data start after its local header (30 bytes, the name, an extra field)
+    name_len, extra_len = struct.unpack("<HH", raw[member.header_offset + 26:member.header_offset + 30])
+    start = member.header_offset + 30 + name_len + extra_len
+    damaged = bytearray(raw)
+    damaged[start + 200] ^= 0xFF  # inside the float data, past the .npy header
+    files = {"damaged": bytes(damaged), "truncated": bytes(raw[:len(raw) // 2]), "empty": b"",
+             "random": bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8))}
+    paths = {}
+    for name, data in files.items():
+        paths[name] = directory / ("%s.npz" % name)
+        paths[name].write_bytes(data)
+        paths[name].chmod(0o644)
+    return paths
+
+
+def test_damaged_npz_files_are_refused(db, registered, cluster):
+    paths = _npz_variants(cluster.server_readable_dir("bad-npz"))
+    with db.connect() as conn:
+        before = counts(conn)
+        d = fails(conn, "SELECT shift.register_npz_reader('r', %s)", (str(paths["damaged"]),), "22000")
+        assert "damaged" in d.message_primary and "x.npy" in d.message_primary and "CRC" in d.message_detail
+        for name in ("truncated", "empty", "random"):
+            d = fails(conn, "SELECT shift.register_npz_reader('r', %s)", (str(paths[name]),), "22023")
+            assert "not a readable npz" in d.message_primary, name
+            assert "pickle" not in (d.message_detail or "") + (d.message_hint or ""), name
         assert counts(conn) == before
 
 

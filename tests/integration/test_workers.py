@@ -131,20 +131,22 @@ def test_a_killed_workers_task_is_taken_when_its_heartbeat_stops(wdb, two_worker
     os.kill(victim.proc.pid, signal.SIGSTOP)  # holds the task below, as if it had claimed it
     try:
         with wdb.connect() as conn:
-            conn.execute("DELETE FROM shift.features WHERE model_id = %s AND reader_id = 'WTrain' AND block = 5",
+            conn.execute("DELETE FROM shift.features WHERE model_id = %s AND reader_id = 'WTrain' AND block = 3",
                          (model,))
-            payload = json.dumps({"model_id": model, "reader_id": "WTrain", "blocks": [5]})
+            payload = json.dumps({"model_id": model, "reader_id": "WTrain", "blocks": [3]})
             task_id = conn.execute(
                 "INSERT INTO shift.tasks (kind, key, payload, status, worker_id, lease_until, attempts) "
                 "VALUES ('inference', 'heartbeat-test', %s, 'running', 'victim', now() + interval '60 seconds', 1) "
                 "RETURNING task_id", (payload,)).fetchone()[0]
             os.kill(victim.proc.pid, signal.SIGKILL)
             killed = time.monotonic()
-            _wait_for(conn, "SELECT status = 'done' FROM shift.tasks WHERE task_id = %s", (task_id,), timeout=45)
+            _wait_for(conn, "SELECT status IN ('done', 'failed') FROM shift.tasks WHERE task_id = %s", (task_id,),
+                      timeout=45)
             assert time.monotonic() - killed < 30
             status, attempts, worker = conn.execute(
                 "SELECT status, attempts, worker_id FROM shift.tasks WHERE task_id = %s", (task_id,)).fetchone()
-            assert (status, attempts) == ("done", 2) and worker in ("w1", "w2")
+            error = conn.execute("SELECT error FROM shift.tasks WHERE task_id = %s", (task_id,)).fetchone()[0]
+            assert (status, attempts, worker in ("w1", "w2")) == ("done", 2, True), (status, worker, error)
             conn.execute("DELETE FROM shift.workers WHERE worker_id = 'victim'")
     finally:
         victim.proc.wait()

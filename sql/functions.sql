@@ -37,7 +37,8 @@ CREATE FUNCTION shift._raise(state text, message text, detail text, hint text) R
 LANGUAGE plpgsql IMMUTABLE SECURITY INVOKER SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    message := regexp_replace(message, '^(plpy\.(Error|Fatal)|spiexceptions\.[A-Za-z]+): ', '');
+    -- an error that crossed PL/Python twice (a cancel inside a nested call) carries the prefix twice
+    message := regexp_replace(message, '^((plpy\.(Error|Fatal)|spiexceptions\.[A-Za-z]+): )+', '');
     IF nullif(detail, '') IS NOT NULL AND nullif(hint, '') IS NOT NULL THEN
         RAISE EXCEPTION USING ERRCODE = state, MESSAGE = message, DETAIL = detail, HINT = hint;
     ELSIF nullif(detail, '') IS NOT NULL THEN

@@ -149,9 +149,10 @@ def test_statement_timeout_cancels_a_waiting_query(idle_db, frozen_worker):
     with idle_db.connect() as conn:
         conn.execute("SET statement_timeout = '1500ms'")
         started = time.monotonic()
-        with pytest.raises(errors.QueryCanceled):
+        with pytest.raises(errors.QueryCanceled) as info:
             conn.execute("SELECT * FROM shift.query(%s)", (Q_IDLE,))
         assert time.monotonic() - started < 10
+        assert info.value.diag.message_primary == "canceling statement due to statement timeout"
         conn.execute("RESET statement_timeout")
         # the work stays queued for the next query; the session is usable
         assert conn.execute("SELECT count(*) FROM shift.tasks WHERE status = 'queued'").fetchone()[0] == 2

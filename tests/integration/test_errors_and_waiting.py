@@ -158,24 +158,29 @@ def test_statement_timeout_cancels_a_waiting_query(idle_db, frozen_worker):
         assert conn.execute("SELECT count(*) FROM shift.tasks WHERE status = 'queued'").fetchone()[0] == 2
 
 
+def _waiting_query(conn, other):
+    """Q_IDLE run on `conn` in a thread, returned once its tasks list it as a waiter: (thread, outcome)."""
+    outcome = {}
+
+    def run():
+        try:
+            conn.execute("SELECT * FROM shift.query(%s)", (Q_IDLE,))
+        except psycopg.Error as e:
+            outcome["error"] = e
+
+    t = threading.Thread(target=run)
+    t.start()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not other.execute(
+            "SELECT 1 FROM shift.tasks WHERE %s = ANY(waiters)", (conn.info.backend_pid,)).fetchone():
+        time.sleep(0.1)
+    return t, outcome
+
+
 def test_cancel_interrupts_a_waiting_query(idle_db, frozen_worker):
     with idle_db.connect() as conn, idle_db.connect() as other:
-        pid = conn.info.backend_pid
-        outcome = {}
-
-        def run():
-            try:
-                conn.execute("SELECT * FROM shift.query(%s)", (Q_IDLE,))
-            except psycopg.Error as e:
-                outcome["error"] = e
-
-        t = threading.Thread(target=run)
-        t.start()
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and not other.execute(
-                "SELECT 1 FROM shift.tasks WHERE %s = ANY(waiters)", (pid,)).fetchone():
-            time.sleep(0.1)
-        assert other.execute("SELECT pg_cancel_backend(%s)", (pid,)).fetchone()[0]
+        t, outcome = _waiting_query(conn, other)
+        assert other.execute("SELECT pg_cancel_backend(%s)", (conn.info.backend_pid,)).fetchone()[0]
         t.join(timeout=10)
         assert not t.is_alive()
         assert isinstance(outcome.get("error"), errors.QueryCanceled)
@@ -187,21 +192,7 @@ def test_a_query_learns_that_its_only_worker_died(idle_db, cluster):
     os.kill(w.proc.pid, signal.SIGSTOP)  # alive by its last heartbeat, and it takes no task
     try:
         with idle_db.connect() as conn, idle_db.connect() as other:
-            pid = conn.info.backend_pid
-            outcome = {}
-
-            def run():
-                try:
-                    conn.execute("SELECT * FROM shift.query(%s)", (Q_IDLE,))
-                except psycopg.Error as e:
-                    outcome["error"] = e
-
-            t = threading.Thread(target=run)
-            t.start()
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and not other.execute(
-                    "SELECT 1 FROM shift.tasks WHERE %s = ANY(waiters)", (pid,)).fetchone():
-                time.sleep(0.1)
+            t, outcome = _waiting_query(conn, other)
             os.kill(w.proc.pid, signal.SIGKILL)
             killed = time.monotonic()
             t.join(timeout=40)

@@ -93,17 +93,22 @@ def _wait_for(conn, sql, params, timeout=60):
     raise AssertionError("timed out waiting for: %s" % sql)
 
 
+def _claimed_task(conn, model, block, key, worker, lease, attempts=1, max_attempts=3):
+    """A task as a worker that claimed it leaves it: inference of one WTrain block, running, leased for `lease`."""
+    payload = json.dumps({"model_id": model, "reader_id": "WTrain", "blocks": [block]})
+    return conn.execute(
+        "INSERT INTO shift.tasks (kind, key, payload, status, worker_id, lease_until, attempts, max_attempts) "
+        "VALUES ('inference', %s, %s, 'running', %s, now() + %s::interval, %s, %s) RETURNING task_id",
+        (key, payload, worker, lease, attempts, max_attempts)).fetchone()[0]
+
+
 def test_a_dead_workers_task_is_claimed_again_after_its_lease(wdb, two_workers):
     """What a worker killed mid-task leaves behind: a running task whose lease ran out."""
     model = wdb.models[0]
     with wdb.connect() as conn:
         conn.execute("DELETE FROM shift.features WHERE model_id = %s AND reader_id = 'WTrain' AND block = 4",
                      (model,))
-        payload = json.dumps({"model_id": model, "reader_id": "WTrain", "blocks": [4]})
-        task_id = conn.execute(
-            "INSERT INTO shift.tasks (kind, key, payload, status, worker_id, lease_until, attempts) "
-            "VALUES ('inference', 'lease-test', %s, 'running', 'dead', now() - interval '1 second', 1) "
-            "RETURNING task_id", (payload,)).fetchone()[0]
+        task_id = _claimed_task(conn, model, 4, "lease-test", "dead", "-1 second")
         conn.execute("NOTIFY shift_tasks")
         _wait_for(conn, "SELECT status = 'done' FROM shift.tasks WHERE task_id = %s", (task_id,))
         status, attempts, worker = conn.execute(
@@ -113,10 +118,7 @@ def test_a_dead_workers_task_is_claimed_again_after_its_lease(wdb, two_workers):
                             "AND block = 4", (model,)).fetchone() == (32,)
 
         # out of attempts: failed, with the reason, and never run
-        task_id = conn.execute(
-            "INSERT INTO shift.tasks (kind, key, payload, status, worker_id, lease_until, attempts, max_attempts) "
-            "VALUES ('inference', 'lease-test-2', %s, 'running', 'dead', now() - interval '1 second', 3, 3) "
-            "RETURNING task_id", (payload,)).fetchone()[0]
+        task_id = _claimed_task(conn, model, 4, "lease-test-2", "dead", "-1 second", attempts=3, max_attempts=3)
         conn.execute("NOTIFY shift_tasks")
         _wait_for(conn, "SELECT status = 'failed' FROM shift.tasks WHERE task_id = %s", (task_id,))
         error, attempts = conn.execute("SELECT error, attempts FROM shift.tasks WHERE task_id = %s",
@@ -133,19 +135,14 @@ def test_a_killed_workers_task_is_taken_when_its_heartbeat_stops(wdb, two_worker
         with wdb.connect() as conn:
             conn.execute("DELETE FROM shift.features WHERE model_id = %s AND reader_id = 'WTrain' AND block = 3",
                          (model,))
-            payload = json.dumps({"model_id": model, "reader_id": "WTrain", "blocks": [3]})
-            task_id = conn.execute(
-                "INSERT INTO shift.tasks (kind, key, payload, status, worker_id, lease_until, attempts) "
-                "VALUES ('inference', 'heartbeat-test', %s, 'running', 'victim', now() + interval '60 seconds', 1) "
-                "RETURNING task_id", (payload,)).fetchone()[0]
+            task_id = _claimed_task(conn, model, 3, "heartbeat-test", "victim", "60 seconds")
             os.kill(victim.proc.pid, signal.SIGKILL)
             killed = time.monotonic()
             _wait_for(conn, "SELECT status IN ('done', 'failed') FROM shift.tasks WHERE task_id = %s", (task_id,),
                       timeout=45)
             assert time.monotonic() - killed < 30
-            status, attempts, worker = conn.execute(
-                "SELECT status, attempts, worker_id FROM shift.tasks WHERE task_id = %s", (task_id,)).fetchone()
-            error = conn.execute("SELECT error FROM shift.tasks WHERE task_id = %s", (task_id,)).fetchone()[0]
+            status, attempts, worker, error = conn.execute(
+                "SELECT status, attempts, worker_id, error FROM shift.tasks WHERE task_id = %s", (task_id,)).fetchone()
             assert (status, attempts, worker in ("w1", "w2")) == ("done", 2, True), (status, worker, error)
             conn.execute("DELETE FROM shift.workers WHERE worker_id = 'victim'")
     finally:

@@ -167,7 +167,8 @@ def wrapper(d):
             + "DECLARE st text; msg text; det text; hnt text;\n"
             + "BEGIN\n"
             + "    %s;\n" % statement
-            + "EXCEPTION WHEN OTHERS THEN\n"
+            # OTHERS leaves out query_canceled: a cancel or statement_timeout would keep the prefix
+            + "EXCEPTION WHEN OTHERS OR query_canceled THEN\n"
             + "    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, "
               "det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;\n"
             + "    PERFORM shift._raise(st, msg, det, hnt);\n"

@@ -23,7 +23,7 @@ WRAPPER_BODY = re.compile(
     r"\nDECLARE st text; msg text; det text; hnt text;\n"
     r"BEGIN\n"
     r"    (?P<statement>RETURN QUERY SELECT \* FROM |PERFORM |RETURN )shift\._py_(?P<name>\w+)\((?P<call>[^)]*)\);\n"
-    r"EXCEPTION WHEN OTHERS THEN\n"
+    r"EXCEPTION WHEN OTHERS OR query_canceled THEN\n"
     r"    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, "
     r"det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;\n"
     r"    PERFORM shift._raise\(st, msg, det, hnt\);\n"

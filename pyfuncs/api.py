@@ -12,8 +12,8 @@ from . import datasim, planner, reader_registry, registry, scorers
 from . import finetune as finetuning
 from .arguments import distinct_ids, json_object, require_known, resolve_reader
 from .db import Plpy
-from .halving import survivors
 from .errors import INTERNAL_ERROR, INVALID_PARAMETER, ShiftError
+from .halving import survivors
 
 
 def _sql_errors(fn):

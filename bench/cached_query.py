@@ -56,7 +56,7 @@ def main(argv=None):
     try:
         with Database(cluster, "bench_cached") as database:
             setup(database, cluster)
-            worker = WorkerProcess(database.dsn, home / "worker.log", "bench-cached").wait_ready()
+            worker = WorkerProcess(database.worker_dsn, home / "worker.log", "bench-cached").wait_ready()
             try:
                 with database.connect() as conn:
                     for name, text in QUERIES.items():

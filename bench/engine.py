@@ -130,7 +130,7 @@ def main():
                 for rid, f in (("BenchTrain", "train"), ("BenchSmall", "small"), ("BenchTest", "test")):
                     conn.execute("SELECT shift.register_npz_reader(%s, %s, block_size => 256)",
                                  (rid, str(data / ("%s.npz" % f))))
-            worker = WorkerProcess(db.dsn, home / "worker.log", "bench").wait_ready()
+            worker = WorkerProcess(db.worker_dsn, home / "worker.log", "bench").wait_ready()
             try:
                 with db.connect() as conn:
                     for reader, n in (("BenchTrain", args.train), ("BenchSmall", args.small)):

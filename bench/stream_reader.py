@@ -140,7 +140,7 @@ def run_one(db, cluster, kind, n, block_size, model_path, tabular):
         if not conn.execute("SELECT 1 FROM shift.models WHERE model_id = %s", (model_id,)).fetchone():
             conn.execute("SELECT shift.register_model(%s, 'torchscript', %s, input => %s, input_size => %s)",
                          (model_id, str(model_path), "Tabular" if tabular else "Vision", SIDE))
-    worker = WorkerProcess(db.dsn, cluster.home / ("worker-bench-%s-%d.log" % (kind, n)),
+    worker = WorkerProcess(db.worker_dsn, cluster.home / ("worker-bench-%s-%d.log" % (kind, n)),
                            "bench-%s-%d" % (kind, n)).wait_ready()
     samples, stop = [], threading.Event()
 

@@ -171,6 +171,10 @@ class Worker:
                    "finetune": self.run_finetune}.get(kind)
             if run is None:
                 raise ValueError("this worker does not run %s tasks yet" % kind)
+            # rights may have changed since the task was queued: check them again before reading anything
+            denied = self.conn.execute("SELECT shift._task_denied(%s)", (task_id,)).fetchone()[0]
+            if denied:
+                raise PermissionError("permission denied: %s" % denied)
             run(task_id, payload)
         except Exception as e:  # noqa: BLE001 -- any failure is recorded on the task for the waiting query
             log.exception("task %s (%s) failed", task_id, kind)
@@ -235,8 +239,6 @@ class Worker:
         model, load_seconds = self._model(model_id)
         infer_seconds, read_seconds, samples = 0.0, 0.0, 0
         with psycopg.connect(self.dsn, autocommit=True, application_name="shift-reader") as rconn:
-            if reader["kind"] == "sql":
-                rconn.execute("SET ROLE %s" % psycopg.sql.Identifier(reader["owner"]).as_string(rconn))
             read_started = time.perf_counter()
             for i, (block, xs, ys) in enumerate(reader_io.iter_blocks(reader, blocks, conn=rconn)):
                 read_seconds += time.perf_counter() - read_started
@@ -359,8 +361,6 @@ class Worker:
         blocks = range(-(-reader["num_samples"] // reader["block_size"]))
         xs, ys = [], []
         with psycopg.connect(self.dsn, autocommit=True, application_name="shift-reader") as rconn:
-            if reader["kind"] == "sql":
-                rconn.execute("SET ROLE %s" % psycopg.sql.Identifier(reader["owner"]).as_string(rconn))
             for _block, x, y in reader_io.iter_blocks(reader, blocks, conn=rconn):
                 xs.append(x)
                 ys.append(np.asarray(y, dtype=np.int64))

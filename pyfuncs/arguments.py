@@ -7,7 +7,7 @@ anything is enqueued or written.
 
 import json
 
-from .errors import INVALID_PARAMETER, ShiftError, unknown
+from .errors import INSUFFICIENT_PRIVILEGE, INVALID_PARAMETER, ShiftError, unknown
 
 # the registry's tables by the kind of object an id names; fixed names, never user input
 TABLES = {"model": ("shift.models", "model_id"), "reader": ("shift.readers", "reader_id")}
@@ -43,7 +43,19 @@ def require_known(db, kind, ids):
                                          ["text[]"], [list(ids)])}
     for i in ids:
         if i not in found:
-            raise unknown(kind, i, known_ids(db, kind))
+            raise missing(db, kind, i)
+
+
+def missing(db, kind, name):
+    """The error for a model or reader the caller cannot see: 42501 for another role's private reader
+    (so a user learns to ask its owner), else 42704 with the nearest ids the caller can see."""
+    if kind == "reader":
+        owner = db.one("SELECT shift._reader_owner($1) AS o", ["text"], [name or ""])["o"]
+        if owner is not None:
+            return ShiftError("permission denied for reader %s" % name, INSUFFICIENT_PRIVILEGE,
+                              detail="it is a private reader of role %s" % owner,
+                              hint="its owner can share it: SELECT shift.grant_reader(%r, current_user)" % name)
+    return unknown(kind, name or "", known_ids(db, kind))
 
 
 def resolve_reader(db, name):
@@ -53,5 +65,5 @@ def resolve_reader(db, name):
         rows = db.execute("SELECT * FROM shift.readers WHERE lower(reader_id) = lower($1)", ["text"], [name])
         row = rows[0] if rows.nrows() == 1 else None
     if row is None:
-        raise unknown("reader", name or "", known_ids(db, "reader"))
+        raise missing(db, "reader", name)
     return row

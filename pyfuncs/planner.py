@@ -253,15 +253,15 @@ def proxy_costs(req):
 
 
 def record(req, choice, est, started, mode="auto"):
-    req.db.execute(
-        "INSERT INTO shift.plans (scorer, params, model_ids, test_reader, train_reader, top_k, mode, choice, "
-        "estimate_full, estimate_sh, terms, measured_seconds) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-        ["text", "jsonb", "text[]", "text", "text", "integer", "text", "text", "double precision",
-         "double precision", "jsonb", "double precision"],
-        [req.scorer.name, canonical_json(req.params), req.models, req.test["reader_id"], req.train["reader_id"],
-         req.top_k, mode, choice, est.without_sh if est else None, est.with_sh if est else None,
-         json.dumps(est.terms if est else {}), time.monotonic() - started])
+    """Log a plan that ran work; a cached answer writes nothing (a read-only query stays read-only)."""
+    if choice == "cached":
+        return
+    plan = dict(scorer=req.scorer.name, params=json.loads(canonical_json(req.params)), model_ids=req.models,
+                test_reader=req.test["reader_id"], train_reader=req.train["reader_id"], top_k=req.top_k, mode=mode,
+                choice=choice, estimate_full=est.without_sh if est else None,
+                estimate_sh=est.with_sh if est else None, terms=est.terms if est else {},
+                measured_seconds=time.monotonic() - started)
+    req.db.execute("SELECT shift._record_plan(current_user, $1)", ["jsonb"], [json.dumps(plan)])
 
 
 def describe(req):

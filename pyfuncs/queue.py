@@ -15,34 +15,25 @@ from .errors import INVALID_TRANSACTION_STATE, NOT_READY, TASK_FAILED, ShiftErro
 POLL_SECONDS = 0.05
 WORKER_GRACE_SECONDS = 5.0  # after shift.live_workers' own 15 s: time for a restarted worker
 
-_UPSERT = """
-INSERT INTO shift.tasks AS t (kind, key, payload, depends_on, waiters)
-VALUES (%s, %s, %s, %s, ARRAY[%s]::integer[])
-ON CONFLICT (key) DO UPDATE SET
-    waiters = CASE WHEN %s = ANY(t.waiters) THEN t.waiters ELSE t.waiters || %s END,
-    depends_on = EXCLUDED.depends_on,
-    status = CASE WHEN t.status IN ('done', 'failed') THEN 'queued' ELSE t.status END,
-    attempts = CASE WHEN t.status IN ('done', 'failed') THEN 0 ELSE t.attempts END,
-    error = CASE WHEN t.status IN ('done', 'failed') THEN NULL ELSE t.error END,
-    progress = CASE WHEN t.status IN ('done', 'failed') THEN 0 ELSE t.progress END
-RETURNING task_id
-"""
-
-
 def loopback_dsn(db):
-    """Where to open the enqueue connection: shift.loopback_dsn, else this server over its socket."""
-    configured = db.setting("shift.loopback_dsn")
-    if configured:
-        return configured
-    row = db.one("SELECT current_setting('unix_socket_directories') AS dirs, current_setting('port') AS port, "
+    """Where to open the enqueue connection: shift.loopback_dsn as postgresql.conf (or ALTER SYSTEM) sets
+    it, else this server's socket as the current user. A session's SET of it is ignored: it would
+    choose where the backend connects with the server's credentials. What the setting leaves out
+    (host, port, database) is this server's, so one setting serves every database of a cluster."""
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    row = db.one("SELECT shift._server_setting('shift.loopback_dsn') AS configured, "
+                 "current_setting('shift.loopback_dsn', true) AS session, "
+                 "shift._server_socket() AS dirs, current_setting('port') AS port, "
                  "current_database() AS db, current_user AS usr")
-    host = row["dirs"].split(",")[0].strip() or "localhost"
-    return "host='%s' port=%s dbname='%s' user='%s' application_name=shift-enqueue" % (
-        _quote(host), row["port"], _quote(row["db"]), _quote(row["usr"]))
-
-
-def _quote(value):
-    return value.replace("\\", "\\\\").replace("'", "\\'")
+    configured = row["configured"] or ""
+    if row["session"] and row["session"] != configured:
+        db.plpy.warning("shift.loopback_dsn set in this session is ignored: only a superuser sets it, "
+                        "in postgresql.conf or with ALTER SYSTEM")
+    here = {"host": row["dirs"].strip() or "localhost", "port": row["port"], "dbname": row["db"],
+            "user": row["usr"]}
+    given = conninfo_to_dict(configured)
+    return make_conninfo(**dict(here, **given, application_name="shift-enqueue"))
 
 
 def require_read_committed(db):
@@ -70,26 +61,25 @@ def enqueue(db, planned, models, readers):
     """
     import psycopg
 
-    pid = db.one("SELECT pg_backend_pid() AS pid")["pid"]
+    row = db.one("SELECT pg_backend_pid() AS pid, current_user AS caller")
+    pid, caller = row["pid"], row["caller"]
     try:
         conn = psycopg.connect(loopback_dsn(db), autocommit=False, connect_timeout=10)
     except psycopg.Error as e:
         raise ShiftError("could not open the enqueue connection to this database", NOT_READY,
                          detail=str(e).strip(),
-                         hint="allow local connections for this role, or set shift.loopback_dsn to a "
-                              "connection string that can write shift.tasks") from None
+                         hint="allow local connections for this role, or set shift.loopback_dsn in "
+                              "postgresql.conf to a connection string for a shift_worker login") from None
     try:
         with conn, conn.cursor() as cur:
             cur.execute("SET lock_timeout = '5s'")
             _require_committed(cur, "model", "shift.models", "model_id", models)
             _require_committed(cur, "reader", "shift.readers", "reader_id", readers)
-            ids = []
-            for kind, key, payload, deps in planned:
-                dep_ids = [ids[i] for i in deps]
-                cur.execute(_UPSERT, (kind, key, json.dumps(payload), dep_ids, pid, pid, pid))
-                ids.append(cur.fetchone()[0])
-            cur.execute("NOTIFY shift_tasks")
-        return ids
+            tasks = [{"kind": kind, "key": key, "payload": payload, "depends_on": list(deps)}
+                     for kind, key, payload, deps in planned]
+            # users may not write shift.tasks: shift._enqueue checks each task against the caller's rights
+            cur.execute("SELECT shift._enqueue(%s, %s, %s)", (caller, pid, json.dumps(tasks)))
+            return cur.fetchone()[0]
     finally:
         conn.close()
 

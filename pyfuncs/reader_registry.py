@@ -26,15 +26,46 @@ def _check_new_reader(db, reader_id, block_size):
                          hint="drop it first with shift.drop_reader(%r)" % reader_id)
 
 
-def _insert_reader(db, reader_id, kind, source, options, input, num_samples, classes, block_size):
+def _insert_reader(db, reader_id, kind, source, options, input, num_samples, classes, block_size,
+                   read_function=None):
     if num_samples == 0:
         raise ShiftError("reader %s has no samples" % reader_id, INVALID_PARAMETER)
-    db.execute(
-        "INSERT INTO shift.readers (reader_id, kind, source, options, input, num_samples, classes, block_size) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        ["text", "text", "text", "jsonb", "text", "bigint", "text[]", "integer"],
-        [reader_id, kind, source, json.dumps(options), normalise_input(input), num_samples, classes, block_size])
+    # users may not write shift.readers: the SECURITY DEFINER function makes the caller its owner
+    row = dict(reader_id=reader_id, kind=kind, source=source, options=options, input=normalise_input(input),
+               num_samples=num_samples, classes=classes, block_size=block_size)
+    db.execute("SELECT shift._store_reader(current_user, $1, $2)", ["jsonb", "regprocedure"],
+               [json.dumps(row), read_function])
     return num_samples
+
+
+def _reader_function(db, reader_id, query):
+    """The SECURITY DEFINER function of the caller that runs a SQL reader's query: what workers read.
+
+    The worker is not a member of the reader's owner and has no superuser session underneath: it
+    calls this function, which runs with the owner's privileges, and inside a SECURITY DEFINER
+    function SET ROLE, RESET ROLE and set_config('role', ...) are refused by PostgreSQL itself.
+    Labels come as text, as the reader's classes are. Returns the function's regprocedure text."""
+    rows = db.execute("SELECT r.x FROM (%s) AS r LIMIT 0" % query)
+    x_type = db.one("SELECT pg_catalog.format_type($1, $2) AS t", ["oid", "integer"],
+                    [rows.coltypes()[0], rows.coltypmods()[0]])["t"]
+    name = "shift_readers.%s" % db.one("SELECT quote_ident($1) AS n", ["text"], [reader_id])["n"]
+    tag = "$shift_reader_%s$" % hashlib.sha1(query.encode()).hexdigest()[:12]
+    if _own_stale_function(db, name):
+        db.execute("DROP FUNCTION %s()" % name)
+    db.execute("CREATE FUNCTION %s() RETURNS TABLE (x %s, y text) LANGUAGE sql STABLE SECURITY DEFINER "
+               "SET search_path = pg_catalog, pg_temp AS %s SELECT r.x, r.y::text FROM (%s) AS r %s"
+               % (name, x_type, tag, query, tag))
+    db.execute("REVOKE ALL ON FUNCTION %s() FROM PUBLIC" % name)
+    db.execute("GRANT EXECUTE ON FUNCTION %s() TO shift_worker" % name)
+    return "%s()" % name
+
+
+def _own_stale_function(db, name):
+    """A reading function left by a reader of the caller's that is gone (dropped before functions were)."""
+    row = db.one("SELECT p.proowner = (SELECT oid FROM pg_roles WHERE rolname = current_user) AS mine, "
+                 "NOT EXISTS (SELECT FROM shift.readers r WHERE r.read_function = p.oid) AS stale "
+                 "FROM pg_proc p WHERE p.oid = to_regprocedure($1)", ["text"], [name + "()"])
+    return bool(row and row["mine"] and row["stale"])
 
 
 def register_sql_reader(db, reader_id, query, input="Vision", options=None, block_size=1024):
@@ -71,7 +102,9 @@ def register_sql_reader(db, reader_id, query, input="Vision", options=None, bloc
     classes = sorted(row["c"] or [], key=label_order)
     if any(c is None for c in classes):
         raise ShiftError("reader %s has samples without a label" % reader_id, INVALID_PARAMETER)
-    return _insert_reader(db, reader_id, "sql", query, parse_options(options), input, row["n"], classes, block_size)
+    body = query.strip().rstrip(";").strip()
+    return _insert_reader(db, reader_id, "sql", query, parse_options(options), input, row["n"], classes, block_size,
+                          _reader_function(db, reader_id, body))
 
 
 def register_npz_reader(db, reader_id, path, x_key="x", y_key="y", input="Vision", options=None, block_size=1024):

@@ -10,7 +10,7 @@ import os
 import re
 
 from . import errors, queue
-from .arguments import TABLES, distinct_ids, json_object, known_ids, require_known
+from .arguments import distinct_ids, json_object, missing, require_known
 from .errors import DUPLICATE_OBJECT, INVALID_PARAMETER, ShiftError
 
 SOURCES = {
@@ -38,11 +38,11 @@ def parse_options(options):
 
 
 def drop_object(db, kind, name):
-    """shift.drop_model / shift.drop_reader: forget a model or reader and, by cascade, all cached for it."""
-    table, column = TABLES[kind]
-    rows = db.execute("DELETE FROM %s WHERE %s = $1 RETURNING %s" % (table, column, column), ["text"], [name])
-    if not rows.nrows():
-        raise errors.unknown(kind, name or "", known_ids(db, kind))
+    """shift.drop_model / shift.drop_reader: forget a model or reader and, by cascade, all cached for it.
+
+    Only the owner (or an admin) may; shift._drop_object checks it and deletes (privileges.sql)."""
+    if not db.one("SELECT shift._drop_object(current_user, $1, $2) AS found", ["text", "text"], [kind, name])["found"]:
+        raise missing(db, kind, name)
 
 
 def register_model(db, model_id, source, locator, checkpoint=None, input="Vision", upstream_dataset=None,
@@ -66,14 +66,12 @@ def register_model(db, model_id, source, locator, checkpoint=None, input="Vision
         raise ShiftError("model %s is already registered" % model_id, DUPLICATE_OBJECT,
                          hint="drop it first with shift.drop_model(%r)" % model_id)
     opts = parse_options(options)
-    db.execute(
-        "INSERT INTO shift.models (model_id, source, locator, checkpoint, input, framework, architecture, "
-        "num_params, feature_dim, input_size, upstream_dataset, upstream_accuracy, options) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-        ["text", "text", "text", "text", "text", "text", "text", "bigint", "integer", "integer", "text",
-         "double precision", "jsonb"],
-        [model_id, src, locator, checkpoint, normalise_input(input), SOURCES[src], architecture, num_params,
-         feature_dim, input_size, upstream_dataset, upstream_accuracy, json.dumps(opts)])
+    # users may not write shift.models: the SECURITY DEFINER function checks who may register what
+    row = dict(model_id=model_id, source=src, locator=locator, checkpoint=checkpoint, input=normalise_input(input),
+               framework=SOURCES[src], architecture=architecture, num_params=num_params, feature_dim=feature_dim,
+               input_size=input_size, upstream_dataset=upstream_dataset, upstream_accuracy=upstream_accuracy,
+               options=opts)
+    db.execute("SELECT shift._store_model(current_user, $1)", ["jsonb"], [json.dumps(row)])
     return model_id
 
 
@@ -101,14 +99,6 @@ def model_id_from_locator(locator):
 
 def describe_key(model_id):
     return "describe/model/%s" % model_id
-
-
-_QUEUE_DESCRIBE = """
-INSERT INTO shift.tasks AS t (kind, key, payload) VALUES ('describe', $1, $2)
-ON CONFLICT (key) DO UPDATE SET status = 'queued', attempts = 0, error = NULL, progress = 0, worker_id = NULL,
-    lease_until = NULL, payload = EXCLUDED.payload
-WHERE t.status IN ('done', 'failed')
-"""
 
 
 def register_models(db, models, source=None, describe=True):
@@ -162,17 +152,17 @@ def register_models(db, models, source=None, describe=True):
             with db.plpy.subtransaction():
                 register_model(db, **args)
                 if describe:
-                    db.execute(_QUEUE_DESCRIBE, ["text", "jsonb"],
-                               [describe_key(model_id), json.dumps({"model_id": model_id})])
+                    db.execute("SELECT shift._queue_describe($1)", ["text[]"], [[model_id]])
         except ShiftError as e:
             out.append((model_id, "rejected", e.message + ("; " + e.hint if e.hint else "")))
         except db.plpy.SPIError as e:
-            out.append((model_id, "rejected", str(e).splitlines()[0]))
+            detail = getattr(e, "detail", None)
+            out.append((model_id, "rejected", str(e).splitlines()[0] + (": " + detail if detail else "")))
         else:
             queued = queued or describe
             out.append((model_id, "pending" if describe else "registered", None))
     if queued:
-        db.execute("NOTIFY shift_tasks")
+        db.execute("SELECT pg_notify('shift_tasks', '')")
     return out
 
 

@@ -29,7 +29,7 @@ SQL_DIR = ROOT / "sql"
 CONTROL = ROOT / "extension" / "shift.control"
 GUARD = '\\echo Use "CREATE EXTENSION shift CASCADE" to load this file. \\quit'
 DECLARATIONS = "python_functions.sql"
-PARTS = ("tables.sql", "views.sql", "functions.sql", DECLARATIONS, "grants.sql")
+PARTS = ("tables.sql", "views.sql", "functions.sql", DECLARATIONS, "privileges.sql")
 
 SETTINGS = "SECURITY INVOKER SET search_path = pg_catalog, pg_temp"
 VOLATILITY = r"VOLATILE|STABLE|IMMUTABLE"

@@ -11,6 +11,12 @@ server run as an unprivileged OS user (``postgres``, or ``SHIFT_PG_USER``) throu
 ``runuser``. If that user cannot reach the state directory (a project under a
 mode-700 home, say), the real data and socket directories and the log move to
 ``/var/lib/shift/<hash>/`` and the state directory holds symlinks to them.
+
+Authentication: over the socket, the project's OS user and the server's OS user log
+in by peer authentication as ``postgres`` or ``shift_worker`` (pg_ident.conf map
+``shift``); every other login, and every TCP connection, needs a SCRAM password. The
+socket directory is entered only by those two users. The backends enqueue tasks over
+a loopback connection as ``shift_worker`` (``shift.loopback_dsn``).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from typing import Iterable, Mapping, Sequence
 
 DEFAULT_PORT = 55432
 DB_SUPERUSER = "postgres"
+WORKER_ROLE = "shift_worker"  # the extension's group role; the embedded cluster lets it log in
 FALLBACK_ROOT = Path("/var/lib/shift")
 MIN_PG_MAJOR = 15
 # sun_path holds 108 bytes including the terminating NUL
@@ -289,9 +296,10 @@ class Cluster:
             data.mkdir(mode=0o700, parents=True, exist_ok=True)
             os.chown(data, uid, gid)
             os.chmod(data, 0o700)
-        run.mkdir(mode=0o755, parents=True, exist_ok=True)
-        if run.stat().st_uid != uid:
-            os.chown(run, uid, gid)
+        run.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # only the server's user (owner) and the project's (group) enter the socket directory
+        os.chown(run, uid, os.getgid())
+        os.chmod(run, 0o770 if uid != os.getuid() else 0o700)
         if not log.exists():
             log.touch(mode=0o640)
         if log.stat().st_uid != uid:
@@ -317,7 +325,7 @@ class Cluster:
         locale = "C.UTF-8" if self._has_c_utf8() else "C"
         self._run([
             initdb, "-D", self._real(self.data_dir), "-U", DB_SUPERUSER,
-            "--auth-local=trust", "--auth-host=scram-sha-256", "--encoding=UTF8",
+            "--auth-local=peer", "--auth-host=scram-sha-256", "--encoding=UTF8",
             f"--locale={locale}", "--no-instructions",
         ], timeout=300)
         conf = self._real(self.data_dir) / "postgresql.conf"
@@ -343,6 +351,8 @@ class Cluster:
             "max_connections": 100,
             "shared_preload_libraries": "",
             "logging_collector": False,
+            # peer authentication as the workers' role: see _write_auth
+            "shift.loopback_dsn": f"user={WORKER_ROLE}",
         }
         if self.fast:
             settings.update(fsync=False, synchronous_commit=False, full_page_writes=False)
@@ -351,6 +361,24 @@ class Cluster:
         path.write_text("".join(f"{k} = {_conf_value(v)}\n" for k, v in settings.items()))
         os.chown(path, uid, gid)
         os.chmod(path, 0o600)
+        self._write_auth()
+
+    def _write_auth(self) -> None:
+        """pg_hba.conf and pg_ident.conf: peer for the project's and the server's OS users as the
+        superuser or the worker role, SCRAM passwords for everyone else. Rewritten at every start."""
+        uid, gid = self._server_ids()
+        users = sorted({pwd.getpwuid(os.getuid()).pw_name, self.pg_user or pwd.getpwuid(os.getuid()).pw_name})
+        ident = "".join(f"shift  {u}  {role}\n" for u in users for role in (DB_SUPERUSER, WORKER_ROLE))
+        hba = (f"# written by shift_cli at every start\n"
+               f"local  all  {DB_SUPERUSER},{WORKER_ROLE}  peer  map=shift\n"
+               f"local  all  all  scram-sha-256\n"
+               f"host   all  all  127.0.0.1/32  scram-sha-256\n"
+               f"host   all  all  ::1/128  scram-sha-256\n")
+        for name, text in (("pg_hba.conf", hba), ("pg_ident.conf", "# written by shift_cli\n" + ident)):
+            path = self._real(self.data_dir) / name
+            path.write_text(text)
+            os.chown(path, uid, gid)
+            os.chmod(path, 0o600)
 
     def _pid(self) -> int | None:
         """Postmaster pid when the server for our data dir is alive."""
@@ -452,10 +480,14 @@ class Cluster:
     # -- connecting -------------------------------------------------------------
 
     def dsn(self, dbname: str = "shift") -> str:
-        """libpq conninfo for the unix socket, as the bootstrap superuser (trust auth)."""
+        """libpq conninfo for the unix socket, as the bootstrap superuser (peer authentication)."""
         parts = {"host": str(self._real(self.socket_dir)), "port": str(self.port),
                  "user": DB_SUPERUSER, "dbname": dbname}
         return " ".join(f"{k}={_conninfo_quote(v)}" for k, v in parts.items())
+
+    def worker_dsn(self, dbname: str = "shift") -> str:
+        """libpq conninfo for the unix socket as the workers' role, which is not a superuser."""
+        return self.dsn(dbname).replace(f"user={DB_SUPERUSER}", f"user={WORKER_ROLE}")
 
     def psql_command(self, dbname: str = "shift") -> list[str]:
         psql = self.bindir / "psql"
@@ -488,7 +520,14 @@ class Cluster:
             with psycopg.connect(self.dsn(dbname), autocommit=True) as conn:
                 for ext in extensions:
                     conn.execute(sql.SQL("CREATE EXTENSION IF NOT EXISTS {} CASCADE").format(sql.Identifier(ext)))
+                if "shift" in extensions:
+                    allow_worker_login(conn)
         return created
 
     def __repr__(self) -> str:
         return f"Cluster(home={str(self.home)!r}, port={self.port})"
+
+
+def allow_worker_login(conn) -> None:
+    """Let the extension's shift_worker role log in (peer authentication only, see _write_auth)."""
+    conn.execute(f"ALTER ROLE {WORKER_ROLE} LOGIN")

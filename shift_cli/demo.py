@@ -100,7 +100,7 @@ def main():
     cluster.start()
     cluster.ensure_database("shift")
     if not running_workers(cluster.home):
-        start_workers(cluster.dsn("shift"), count=1, home=cluster.home)
+        start_workers(cluster.worker_dsn("shift"), count=1, home=cluster.home)
     console.print("[bold]shift demo[/] cluster %s (%s)" % (cluster.dsn("shift"), "new" if fresh_cluster else "reused"))
 
     t = time.perf_counter()

@@ -85,7 +85,7 @@ def _read_source(source: str) -> str:
 
 def _start_workers(cluster: Cluster, count: int, device: str) -> list[int]:
     try:
-        return start_workers(cluster.dsn(state.dbname), count=count, device=device, home=cluster.home)
+        return start_workers(cluster.worker_dsn(state.dbname), count=count, device=device, home=cluster.home)
     except WorkerError as e:
         _fail(str(e))
 

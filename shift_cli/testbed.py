@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import psycopg
 
-from .cluster import Cluster, project_root
+from .cluster import Cluster, allow_worker_login, project_root
 
 ROOT = project_root()
 # the keyword arguments of shift.register_model, which every zoo manifest entry holds
@@ -46,6 +46,7 @@ class Database:
         self.cluster = cluster
         self.name = name
         self.dsn = cluster.dsn(name)
+        self.worker_dsn = cluster.worker_dsn(name)
         from pytest_postgresql.janitor import DatabaseJanitor
 
         self.janitor = DatabaseJanitor(user="postgres", host=str(cluster.socket_dir.resolve()),
@@ -55,6 +56,7 @@ class Database:
         self.janitor.init()
         with self.connect() as conn:
             conn.execute("CREATE EXTENSION shift CASCADE")
+            allow_worker_login(conn)
         return self
 
     def __exit__(self, *exc):

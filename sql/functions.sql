@@ -1,6 +1,6 @@
 -------------------------------------------------------------------------------
 -- Hand-written functions. shift._load puts the pyfuncs package, installed in a
--- versioned directory the server can read (GUC shift.python_dir), on the
+-- versioned directory the server can read (shift.python_dir as postgresql.conf sets it), on the
 -- session's sys.path once; every PL/Python body first makes sure it ran.
 -- shift._raise re-raises an error caught by a wrapper (see python_functions.sql)
 -- without PL/Python's "plpy.Error: " prefix.
@@ -14,7 +14,13 @@ AS $python$
         plpy.fatal("the shift extension changed version under this session; open a new session")
     if "shift.version" not in GD:
         import os, sys
-        base = plpy.execute("SELECT coalesce(current_setting('shift.python_dir', true), '') AS d")[0]["d"]
+        # only postgresql.conf or ALTER SYSTEM choose which Python the server imports, never a session's SET
+        row = plpy.execute("SELECT coalesce(shift._server_setting('shift.python_dir'), '') AS d, "
+                           "coalesce(current_setting('shift.python_dir', true), '') AS s")[0]
+        base = row["d"]
+        if row["s"] and row["s"] != base:
+            plpy.warning("shift.python_dir = %r is ignored: only a superuser sets it, in postgresql.conf or with "
+                         "ALTER SYSTEM" % row["s"])
         path = os.path.join(base or "/usr/local/lib/shift", version)
         if not os.path.isdir(path):
             plpy.error("shift python directory %s is missing" % path, sqlstate="58P01",

@@ -21,6 +21,7 @@ CREATE TABLE shift.models (
     input_std         double precision[],
     loaded_at         timestamptz,  -- when a worker last loaded it and filled in what the library knows
     load_error        text,         -- why the last load failed (NULL once it loads)
+    owner             name NOT NULL DEFAULT current_user,  -- models are shared; only the owner drops one
     registered_at     timestamptz NOT NULL DEFAULT now()
 );
 COMMENT ON TABLE shift.models IS 'the Models view: one row per pre-trained model (seed 000 §3.1)';
@@ -35,10 +36,25 @@ CREATE TABLE shift.readers (
     classes       text[] NOT NULL,
     block_size    integer NOT NULL DEFAULT 1024 CHECK (block_size > 0),
     task2vec      vector,
-    owner         name NOT NULL DEFAULT current_user,  -- workers read SQL readers with this role's privileges
-    registered_at timestamptz NOT NULL DEFAULT now()
+    owner         name NOT NULL DEFAULT current_user,  -- who sees it (shift.reader_grants) and whose privileges read it
+    -- a SQL reader's query as a SECURITY DEFINER function of its owner (schema shift_readers): workers read
+    -- through it, so the query runs with the owner's privileges and cannot change role (privileges.sql)
+    read_function regprocedure,
+    registered_at timestamptz NOT NULL DEFAULT now(),
+    CHECK ((kind = 'sql') = (read_function IS NOT NULL))
 );
 COMMENT ON TABLE shift.readers IS 'the DataReaders view: one row per (x, y) source in a stable order (seed 000 §3.1)';
+
+-- A reader is private to its owner (and the roles that are members of it) until the owner shares it:
+-- shift.grant_reader(reader, role or 'public')
+CREATE TABLE shift.reader_grants (
+    reader_id  text NOT NULL REFERENCES shift.readers ON DELETE CASCADE,
+    grantee    name NOT NULL,
+    granted_by name NOT NULL,
+    granted_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (reader_id, grantee)
+);
+COMMENT ON TABLE shift.reader_grants IS 'who besides its owner may see and use a reader (grantee public: everyone)';
 
 -------------------------------------------------------------------------------
 -- Caches: features per (model, reader, block), labels per (reader, block),
@@ -118,6 +134,8 @@ CREATE TABLE shift.tasks (
     payload      jsonb NOT NULL,
     depends_on   bigint[] NOT NULL DEFAULT '{}',
     waiters      integer[] NOT NULL DEFAULT '{}',  -- backend pids of queries waiting on this task
+    readers      text[] NOT NULL DEFAULT '{}',     -- the readers it reads: who may see it (privileges.sql)
+    requested_by name,                             -- the role that enqueued it; the worker re-checks its rights
     status       text NOT NULL DEFAULT 'queued' CHECK (status IN ('queued', 'running', 'done', 'failed')),
     worker_id    text,
     lease_until  timestamptz,

@@ -27,7 +27,7 @@ def db(cluster):
 
 @pytest.fixture(scope="session")
 def worker(db, cluster):
-    w = WorkerProcess(db.dsn, cluster.home / "worker-test.log", "test-worker").wait_ready()
+    w = WorkerProcess(db.worker_dsn, cluster.home / "worker-test.log", "test-worker").wait_ready()
     yield w
     w.stop()
 

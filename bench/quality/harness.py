@@ -347,7 +347,7 @@ def main(argv=None) -> int:
     if args.dsn:
         if not args.data_dir:
             parser.error("--data-dir is needed with --dsn")
-        dsn, data_dir = args.dsn, args.data_dir
+        dsn, worker_dsn, data_dir = args.dsn, args.dsn, args.data_dir
     else:
         from shift_cli.cluster import Cluster
 
@@ -356,13 +356,13 @@ def main(argv=None) -> int:
         cluster.start()
         name = "shift_quality_%s" % args.profile
         cluster.ensure_database(name)
-        dsn = cluster.dsn(name)
+        dsn, worker_dsn = cluster.dsn(name), cluster.worker_dsn(name)
         data_dir = cluster.server_readable_dir("quality-%s" % args.profile)
         started_here = cluster.home / ("quality-%s-workers" % args.profile)
     with psycopg.connect(dsn, autocommit=True) as conn:
         if started_here is not None and not _live_workers(conn):
             from shift_cli.workers import start_workers
-            start_workers(dsn, count=1, home=started_here)
+            start_workers(worker_dsn, count=1, home=started_here)
             _wait_for_worker(conn)
         else:
             started_here = None

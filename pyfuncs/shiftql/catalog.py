@@ -14,6 +14,8 @@ import json
 import re
 from dataclasses import dataclass
 
+from ..errors import unknown
+
 NUMERIC_TYPES = frozenset({"smallint", "integer", "bigint", "real", "double precision", "numeric"})
 
 
@@ -59,13 +61,14 @@ MODELS = Relation("Models", "shift", "models", _columns("""
     architecture text, num_params bigint, feature_dim integer, input_size integer,
     upstream_dataset text, upstream_accuracy double precision, options jsonb,
     num_classes integer, input_mean double precision[], input_std double precision[],
-    loaded_at timestamptz, load_error text, registered_at timestamptz"""),
+    loaded_at timestamptz, load_error text, owner name, registered_at timestamptz"""),
     synonyms=(("modality", "input"),), key="model_id")
 
 # seed 000 §3.2 Q5 writes DataReaderId; §3.1 writes Modality
 READERS = Relation("DataReaders", "shift", "readers", _columns("""
     reader_id text, kind text, source text, options jsonb, input text, num_samples bigint,
-    classes text[], block_size integer, task2vec vector, owner name, registered_at timestamptz"""),
+    classes text[], block_size integer, task2vec vector, owner name, read_function regprocedure,
+    registered_at timestamptz"""),
     synonyms=(("datareaderid", "reader_id"), ("modality", "input")), key="reader_id")
 
 RELATIONS = (MODELS, READERS)
@@ -159,6 +162,10 @@ class Catalog:
         """Every registered reader id, or None when not known here."""
         return None
 
+    def unknown_reader(self, name, known):
+        """The error for a reader id not among `known`."""
+        return unknown("reader", name, known)
+
     def missing_model_ids(self, ids):
         """Those of `ids` that are not registered models (none when not known here)."""
         return []
@@ -237,6 +244,12 @@ class DatabaseCatalog(Catalog):
         if self._readers is None:
             self._readers = [r["reader_id"] for r in self.db.execute("SELECT reader_id FROM shift.readers")]
         return self._readers
+
+    def unknown_reader(self, name, known):
+        """42501 for a reader that exists but is another role's private one (see arguments.missing)."""
+        from ..arguments import missing
+
+        return missing(self.db, "reader", name)
 
     def missing_model_ids(self, ids):
         known = {r["model_id"] for r in self.db.execute(

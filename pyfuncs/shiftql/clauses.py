@@ -39,7 +39,7 @@ def _check_ids(ctx, condition, scope):
     for value, node in wanted.get("reader_id", []):
         known = ctx.catalog.reader_ids()
         if known is not None and value not in known:
-            raise ctx.located(unknown("reader", value, known), node)
+            raise ctx.located(ctx.catalog.unknown_reader(value, known), node)
     models = wanted.get("model_id", [])
     if models:
         missing = set(ctx.catalog.missing_model_ids(sorted({v for v, _ in models})))

@@ -6,7 +6,7 @@ import re
 from sqlglot import exp
 
 from .. import scorers
-from ..errors import INVALID_PARAMETER, SYNTAX_ERROR, UNDEFINED_OBJECT, ShiftError, unknown
+from ..errors import INVALID_PARAMETER, SYNTAX_ERROR, UNDEFINED_OBJECT, ShiftError
 from . import catalog
 from .names import select_aliases
 
@@ -154,7 +154,7 @@ def _checked_reader(ctx, node):
     name = node.this if isinstance(node, exp.Literal) else node.name
     if known is None or name in known or sum(k.lower() == name.lower() for k in known) == 1:
         return name
-    raise ctx.located(unknown("reader", name, known), node)
+    raise ctx.located(ctx.catalog.unknown_reader(name, known), node)
 
 
 NOT_CONSTANT = object()

@@ -101,7 +101,7 @@ class ShiftQLDatabase:
 def shiftql_db(cluster, zoo):
     with Database(cluster, "shift_ql") as database:
         setup_shiftql(database, cluster, zoo, "shift_ql")
-        worker = WorkerProcess(database.dsn, cluster.home / "worker-shift-ql.log", "shift-ql-worker").wait_ready()
+        worker = WorkerProcess(database.worker_dsn, cluster.home / "worker-shift-ql.log", "shift-ql-worker").wait_ready()
         try:
             with database.connect() as conn:
                 models = {r[0]: dict(zip(("model_id", "input", "num_params", "upstream_accuracy", "architecture",

@@ -138,7 +138,7 @@ def test_no_worker_fails_fast(idle_db):
 @pytest.fixture
 def frozen_worker(idle_db, cluster):
     """A real worker that registered and then stopped (SIGSTOP): alive by heartbeat, doing nothing."""
-    w = WorkerProcess(idle_db.dsn, cluster.home / "worker-frozen.log", "frozen").wait_ready()
+    w = WorkerProcess(idle_db.worker_dsn, cluster.home / "worker-frozen.log", "frozen").wait_ready()
     os.kill(w.proc.pid, signal.SIGSTOP)
     yield w
     os.kill(w.proc.pid, signal.SIGCONT)
@@ -188,7 +188,7 @@ def test_cancel_interrupts_a_waiting_query(idle_db, frozen_worker):
 
 def test_a_query_learns_that_its_only_worker_died(idle_db, cluster):
     """The worker is alive when the query starts and killed while it waits: 55000, not a wait without end."""
-    w = WorkerProcess(idle_db.dsn, cluster.home / "worker-doomed.log", "doomed").wait_ready()
+    w = WorkerProcess(idle_db.worker_dsn, cluster.home / "worker-doomed.log", "doomed").wait_ready()
     os.kill(w.proc.pid, signal.SIGSTOP)  # alive by its last heartbeat, and it takes no task
     try:
         with idle_db.connect() as conn, idle_db.connect() as other:

@@ -12,7 +12,7 @@ from shift_cli.testbed import Database, WorkerProcess
 @pytest.fixture(scope="module")
 def benchmark(cluster, tmp_path_factory):
     with Database(cluster, "shift_quality") as database:
-        worker = WorkerProcess(database.dsn, cluster.home / "worker-quality.log", "quality-worker").wait_ready()
+        worker = WorkerProcess(database.worker_dsn, cluster.home / "worker-quality.log", "quality-worker").wait_ready()
         try:
             with database.connect() as conn:
                 bench = harness.Benchmark(conn, cluster.server_readable_dir("quality-small"), "small")

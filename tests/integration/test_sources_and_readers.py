@@ -66,7 +66,7 @@ def env(cluster):
     artifacts.readable(base)
 
     with Database(cluster, "shift_sources") as database:
-        worker = WorkerProcess(database.dsn, cluster.home / "worker-sources.log", "sources-worker").wait_ready()
+        worker = WorkerProcess(database.worker_dsn, cluster.home / "worker-sources.log", "sources-worker").wait_ready()
         try:
             with database.connect() as conn:
                 conn.execute("CREATE TABLE public.sentences (id integer PRIMARY KEY, body text, label text)")

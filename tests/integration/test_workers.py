@@ -41,7 +41,7 @@ def wdb(cluster, zoo):
 
 @pytest.fixture(scope="module")
 def two_workers(wdb, cluster):
-    workers = [WorkerProcess(wdb.dsn, cluster.home / ("w%d.log" % i), "w%d" % i, "--lease-seconds", "3")
+    workers = [WorkerProcess(wdb.worker_dsn, cluster.home / ("w%d.log" % i), "w%d" % i, "--lease-seconds", "3")
                for i in (1, 2)]
     for w in workers:
         w.wait_ready()
@@ -129,7 +129,7 @@ def test_a_dead_workers_task_is_claimed_again_after_its_lease(wdb, two_workers):
 def test_a_killed_workers_task_is_taken_when_its_heartbeat_stops(wdb, two_workers, cluster):
     """Its lease (60 s) has long to run; the missing heartbeat (15 s) is what hands the task on."""
     model = wdb.models[0]
-    victim = WorkerProcess(wdb.dsn, cluster.home / "victim.log", "victim").wait_ready()
+    victim = WorkerProcess(wdb.worker_dsn, cluster.home / "victim.log", "victim").wait_ready()
     os.kill(victim.proc.pid, signal.SIGSTOP)  # holds the task below, as if it had claimed it
     try:
         with wdb.connect() as conn:

@@ -127,10 +127,14 @@ def test_decode_sql_x():
     assert decode_sql_x("a sentence") == "a sentence"
 
 
-def test_reader_query_wraps_the_source():
-    q = readers.reader_query("SELECT img AS x, label AS y FROM t ORDER BY id;  ")
-    text = q.as_string(None)
-    assert text == "SELECT r.x, r.y::text AS y FROM (SELECT img AS x, label AS y FROM t ORDER BY id) AS r"
+def test_reader_query_calls_the_reading_function():
+    q = readers.reader_query({"reader_id": "R", "read_function": 'shift_readers."TrainDigits"()'})
+    assert q.as_string(None) == 'SELECT r.x, r.y FROM shift_readers."TrainDigits"() AS r'
+    # never the query text itself: that would run with the worker's privileges
+    with pytest.raises(ValueError, match="no reading function"):
+        readers.reader_query({"reader_id": "R", "source": "SELECT 1 AS x, 2 AS y ORDER BY 1"})
+    with pytest.raises(ValueError, match="takes arguments"):
+        readers.reader_query({"reader_id": "R", "read_function": "shift_readers.r(integer)"})
 
 
 # -- more reader kinds: sample count, order and labels against the library that wrote the data ------

@@ -1,0 +1,499 @@
+-------------------------------------------------------------------------------
+-- Privileges: several users on one database
+--
+-- Roles. shift_worker (the workers' privileges: read everything, write the
+-- caches and the queue) and shift_trusted_models (may register models whose
+-- loading runs code) are group roles, made once per cluster; a worker logs in
+-- as shift_worker or as a member of it. shift.grant_usage(role) makes a user:
+-- read shift's tables (rows of other users' private readers hidden by
+-- row-level security), run shift's functions, create reader functions in
+-- schema shift_readers. Users write shift's tables only through the functions
+-- below marked SECURITY DEFINER; each pins search_path, checks its arguments
+-- and says why it may write what the caller may not (as pgmq and pgai do).
+-- shift.grant_admin(role) hands out the rest.
+--
+-- Who calls. A SECURITY DEFINER function sees itself as current_user, so the
+-- invoker-side code passes its current_user as `caller`, and shift._caller
+-- accepts it only when the session's login role could become that role (or is
+-- a worker, which enqueues on the callers' behalf over the loopback
+-- connection). A forged caller is one the session could SET ROLE to anyway.
+-------------------------------------------------------------------------------
+
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'shift_worker') THEN
+        CREATE ROLE shift_worker NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'shift_trusted_models') THEN
+        CREATE ROLE shift_trusted_models NOLOGIN;
+    END IF;
+END
+$$;
+
+-- The SECURITY DEFINER functions SQL readers become (see shift._reader_function); users may create
+-- them here, the workers may run them. Nothing else of shift's lives in it.
+CREATE SCHEMA shift_readers;
+COMMENT ON SCHEMA shift_readers IS 'one function per SQL reader, owned by its owner: how workers read it';
+REVOKE ALL ON SCHEMA shift_readers FROM PUBLIC;
+
+CREATE FUNCTION shift._caller(claimed name) RETURNS name
+LANGUAGE plpgsql STABLE SECURITY INVOKER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF claimed IS NULL OR NOT EXISTS (SELECT FROM pg_roles WHERE rolname = claimed) THEN
+        RAISE EXCEPTION USING ERRCODE = '42704', MESSAGE = format('role %s does not exist', claimed);
+    END IF;
+    IF NOT (pg_has_role(session_user, claimed, 'MEMBER') OR pg_has_role(session_user, 'shift_worker', 'MEMBER')) THEN
+        RAISE EXCEPTION USING ERRCODE = '42501',
+            MESSAGE = format('session user %s may not act for role %s', session_user, claimed);
+    END IF;
+    RETURN claimed;
+END
+$$;
+
+-- Whether `role` may see and use a reader: it has its owner's privileges, it was granted the reader
+-- (directly, through a group, or to public), or it is a worker. A dropped owner's readers are the admins'.
+CREATE FUNCTION shift._may_use(role name, reader_owner name, reader text) RETURNS boolean
+LANGUAGE sql STABLE SECURITY INVOKER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_has_role(role, 'shift_worker', 'USAGE') OR has_table_privilege(role, 'shift.readers', 'DELETE')
+        OR EXISTS (SELECT FROM pg_roles r WHERE r.rolname = reader_owner AND pg_has_role(role, r.oid, 'USAGE'))
+        OR EXISTS (SELECT FROM shift.reader_grants g
+                    WHERE g.reader_id = reader
+                      AND (g.grantee = 'public'
+                           OR EXISTS (SELECT FROM pg_roles r
+                                       WHERE r.rolname = g.grantee AND pg_has_role(role, r.oid, 'USAGE'))))
+$$;
+
+CREATE FUNCTION shift._has_role(role name, granted name) RETURNS boolean
+LANGUAGE sql STABLE SECURITY INVOKER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (SELECT FROM pg_roles r WHERE r.rolname = role AND r.rolsuper)
+        OR EXISTS (SELECT FROM pg_roles r WHERE r.rolname = granted AND pg_has_role(role, r.oid, 'USAGE'))
+$$;
+
+CREATE FUNCTION shift._is_admin(role name) RETURNS boolean
+LANGUAGE sql STABLE SECURITY INVOKER SET search_path = pg_catalog, pg_temp
+AS $$ SELECT has_table_privilege(role, 'shift.readers', 'DELETE') $$;
+
+-------------------------------------------------------------------------------
+-- Row-level security: a reader, and everything computed from it, is seen only
+-- by those who may use it. Models, costs and workers are shared.
+-------------------------------------------------------------------------------
+
+ALTER TABLE shift.readers ENABLE ROW LEVEL SECURITY;
+CREATE POLICY visible ON shift.readers USING (shift._may_use(current_user, owner, reader_id));
+
+ALTER TABLE shift.labels ENABLE ROW LEVEL SECURITY;
+CREATE POLICY visible ON shift.labels
+    USING (EXISTS (SELECT FROM shift.readers r WHERE r.reader_id = labels.reader_id));
+
+ALTER TABLE shift.features ENABLE ROW LEVEL SECURITY;
+CREATE POLICY visible ON shift.features
+    USING (EXISTS (SELECT FROM shift.readers r WHERE r.reader_id = features.reader_id));
+
+ALTER TABLE shift.reader_costs ENABLE ROW LEVEL SECURITY;
+CREATE POLICY visible ON shift.reader_costs
+    USING (EXISTS (SELECT FROM shift.readers r WHERE r.reader_id = reader_costs.reader_id));
+
+ALTER TABLE shift.scores ENABLE ROW LEVEL SECURITY;
+CREATE POLICY visible ON shift.scores
+    USING ((SELECT count(*) FROM shift.readers r WHERE r.reader_id IN (scores.test_reader, scores.train_reader))
+           = CASE WHEN test_reader = train_reader THEN 1 ELSE 2 END);
+
+ALTER TABLE shift.finetune_results ENABLE ROW LEVEL SECURITY;
+CREATE POLICY visible ON shift.finetune_results
+    USING (NOT EXISTS (SELECT FROM unnest(ARRAY[train_reader, validation_reader, test_reader]) AS u(id)
+                        WHERE NOT EXISTS (SELECT FROM shift.readers r WHERE r.reader_id = u.id)));
+
+ALTER TABLE shift.plans ENABLE ROW LEVEL SECURITY;
+CREATE POLICY visible ON shift.plans
+    USING (NOT EXISTS (SELECT FROM unnest(ARRAY[test_reader, train_reader]) AS u(id)
+                        WHERE NOT EXISTS (SELECT FROM shift.readers r WHERE r.reader_id = u.id)));
+
+ALTER TABLE shift.tasks ENABLE ROW LEVEL SECURITY;
+CREATE POLICY visible ON shift.tasks
+    USING (NOT EXISTS (SELECT FROM unnest(readers) AS u(id)
+                        WHERE NOT EXISTS (SELECT FROM shift.readers r WHERE r.reader_id = u.id))
+           AND (readers <> '{}' OR payload ? 'model_id' OR pg_has_role(current_user, 'shift_worker', 'USAGE')
+                OR EXISTS (SELECT FROM pg_roles r WHERE r.rolname = requested_by
+                                                    AND pg_has_role(current_user, r.oid, 'USAGE'))));
+
+-------------------------------------------------------------------------------
+-- What registration and dropping need, checked where the row is written
+-------------------------------------------------------------------------------
+
+-- NULL when `role` may register (and a worker may load) a model so described; else why not.
+-- A server path is read with the workers' file access (pg_read_server_files, as COPY FROM a file
+-- needs); TorchScript, SavedModels (tfhub) and Hugging Face code run when loaded (shift_trusted_models).
+CREATE FUNCTION shift._model_denied(role name, source text, locator text, checkpoint text, options jsonb)
+RETURNS text
+LANGUAGE sql STABLE SECURITY INVOKER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE
+        WHEN (source IN ('torchscript', 'tfhub') OR coalesce(options->>'trust_remote_code', 'false') = 'true')
+             AND NOT shift._has_role(role, 'shift_trusted_models')
+            THEN format('model source %s%s runs code when loaded and needs role shift_trusted_models', source,
+                        CASE WHEN source = 'hf' THEN ' with trust_remote_code' ELSE '' END)
+        WHEN (source IN ('torchscript', 'onnx') OR checkpoint IS NOT NULL
+              OR locator ~ '^(/|\./|\.\./|~|file:)')
+             AND NOT shift._has_role(role, 'pg_read_server_files')
+            THEN format('model %s names a server path and needs role pg_read_server_files',
+                        coalesce(checkpoint, locator))
+    END
+$$;
+
+-- NULL when `role` may register a reader of this kind; else why not.
+CREATE FUNCTION shift._reader_denied(role name, kind text) RETURNS text
+LANGUAGE sql STABLE SECURITY INVOKER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN kind <> 'sql' AND NOT shift._has_role(role, 'pg_read_server_files')
+                THEN format('a %s reader reads a server file and needs role pg_read_server_files', kind) END
+$$;
+
+-- SECURITY DEFINER: users may not write shift.models. The row's owner is the verified caller; the
+-- table's CHECKs validate the values; _model_denied decides what may be loaded from where.
+CREATE FUNCTION shift._store_model(caller name, m jsonb) RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    role name := shift._caller(caller);
+    denied text := shift._model_denied(role, m->>'source', m->>'locator', m->>'checkpoint',
+                                       coalesce(m->'options', '{}'));
+BEGIN
+    IF denied IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = format('permission denied to register model %s', m->>'model_id'),
+            DETAIL = denied, HINT = 'a superuser can GRANT the role named to ' || role;
+    END IF;
+    INSERT INTO shift.models (model_id, source, locator, checkpoint, input, framework, architecture, num_params,
+                              feature_dim, input_size, upstream_dataset, upstream_accuracy, options, owner)
+    SELECT r.model_id, r.source, r.locator, r.checkpoint, r.input, r.framework, r.architecture, r.num_params,
+           r.feature_dim, r.input_size, r.upstream_dataset, r.upstream_accuracy, coalesce(r.options, '{}'), role
+      FROM jsonb_populate_record(NULL::shift.models, m) AS r;
+    RETURN m->>'model_id';
+EXCEPTION WHEN unique_violation THEN
+    RAISE EXCEPTION USING ERRCODE = '42710', MESSAGE = format('model %s is already registered', m->>'model_id'),
+        HINT = format('drop it first with shift.drop_model(%L)', m->>'model_id');
+END
+$$;
+
+-- SECURITY DEFINER: users may not write shift.readers. The owner is the verified caller. A SQL
+-- reader must come with its reading function, made by the caller in shift_readers, SECURITY DEFINER
+-- and owned by the caller: that is what the workers run, so they read with the owner's privileges.
+CREATE FUNCTION shift._store_reader(caller name, r jsonb, reading_function regprocedure) RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    role name := shift._caller(caller);
+    denied text := shift._reader_denied(role, r->>'kind');
+BEGIN
+    IF denied IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = format('permission denied to register reader %s', r->>'reader_id'),
+            DETAIL = denied, HINT = 'a superuser can GRANT pg_read_server_files TO ' || role || ', or use a SQL reader';
+    END IF;
+    IF (r->>'kind' = 'sql') <> (reading_function IS NOT NULL) OR (reading_function IS NOT NULL AND NOT EXISTS (
+            SELECT FROM pg_proc p
+             WHERE p.oid = reading_function AND p.pronamespace = 'shift_readers'::regnamespace AND p.prosecdef
+               AND p.proowner = (SELECT oid FROM pg_roles WHERE rolname = role))) THEN
+        RAISE EXCEPTION USING ERRCODE = '42501',
+            MESSAGE = format('reader %s: %s is not a reading function of role %s', r->>'reader_id', reading_function, role);
+    END IF;
+    IF EXISTS (SELECT FROM shift.readers x WHERE lower(x.reader_id) = lower(r->>'reader_id')) THEN
+        RAISE EXCEPTION USING ERRCODE = '42710', MESSAGE = format('reader %s is already registered', r->>'reader_id'),
+            HINT = format('drop it first with shift.drop_reader(%L)', r->>'reader_id');
+    END IF;
+    INSERT INTO shift.readers (reader_id, kind, source, options, input, num_samples, classes, block_size, owner,
+                               read_function)
+    SELECT x.reader_id, x.kind, x.source, coalesce(x.options, '{}'), x.input, x.num_samples, x.classes, x.block_size,
+           role, reading_function
+      FROM jsonb_populate_record(NULL::shift.readers, r) AS x;
+    RETURN (r->>'num_samples')::bigint;
+END
+$$;
+
+-- SECURITY DEFINER: users may not delete from the registry. Only a role with the owner's privileges,
+-- or an admin, drops a model or reader; the caches go by cascade, a SQL reader's function with it.
+-- Returns false when there is no such object (the caller reports it with the ids it can see).
+CREATE FUNCTION shift._drop_object(caller name, kind text, object_id text) RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    role name := shift._caller(caller);
+    found_owner name;
+    fn regprocedure;
+BEGIN
+    IF kind = 'model' THEN
+        SELECT owner INTO found_owner FROM shift.models WHERE model_id = object_id;
+    ELSIF kind = 'reader' THEN
+        SELECT owner, read_function INTO found_owner, fn FROM shift.readers WHERE reader_id = object_id;
+        IF FOUND AND NOT shift._may_use(role, found_owner, object_id) THEN
+            RETURN false;  -- a private reader is not there for those who may not see it
+        END IF;
+    ELSE
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = format('unknown kind of object %s', kind);
+    END IF;
+    IF found_owner IS NULL THEN
+        RETURN false;
+    END IF;
+    IF NOT (shift._has_role(role, found_owner) OR shift._is_admin(role)) THEN
+        RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = format('must be owner of %s %s', kind, object_id),
+            DETAIL = format('it belongs to %s', found_owner);
+    END IF;
+    IF kind = 'model' THEN
+        DELETE FROM shift.models WHERE model_id = object_id;
+    ELSE
+        DELETE FROM shift.readers WHERE reader_id = object_id;
+        IF fn IS NOT NULL THEN
+            EXECUTE format('DROP FUNCTION IF EXISTS %s', fn);
+        END IF;
+    END IF;
+    RETURN true;
+END
+$$;
+
+-- SECURITY DEFINER: the owner of a private reader learns the id of a reader it may not see, so that
+-- a query over it fails with 42501, not as if it did not exist. Only the owner's name is revealed.
+CREATE FUNCTION shift._reader_owner(reader text) RETURNS name
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$ SELECT owner FROM shift.readers WHERE lower(reader_id) = lower(reader) ORDER BY reader_id = reader DESC LIMIT 1 $$;
+
+-------------------------------------------------------------------------------
+-- The queue: tasks are written only through shift._enqueue and
+-- shift._queue_describe, so each names the readers it reads and who asked
+-------------------------------------------------------------------------------
+
+-- The readers a task payload names: inference (reader_id), proxy (test_reader, train_reader),
+-- fine-tuning (train_, validation_, test_reader), dataset similarity (reader_ids, target_reader).
+CREATE FUNCTION shift._payload_readers(payload jsonb) RETURNS text[]
+LANGUAGE sql IMMUTABLE SECURITY INVOKER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(array_agg(DISTINCT v ORDER BY v), '{}')
+      FROM (SELECT payload->>k AS v
+              FROM unnest(ARRAY['reader_id', 'test_reader', 'train_reader', 'validation_reader', 'target_reader']) k
+            UNION ALL
+            SELECT jsonb_array_elements_text(CASE WHEN jsonb_typeof(payload->'reader_ids') = 'array'
+                                                  THEN payload->'reader_ids' ELSE '[]' END)) AS s
+     WHERE v IS NOT NULL
+$$;
+
+-- SECURITY DEFINER: users may not write shift.tasks. Each task is checked before it is written: its
+-- kind is one the workers run, its readers are ones the verified caller may use (else 42501), a
+-- reader to be counted from a server path needs pg_read_server_files. `tasks` is a json array of
+-- {kind, key, payload, depends_on: [indices of earlier entries]}; the ids come back in its order.
+-- Rows are written in the order of their keys, dependencies after, so two enqueues that share keys
+-- take their row locks in one order and cannot deadlock.
+CREATE FUNCTION shift._enqueue(caller name, waiter integer, tasks jsonb) RETURNS bigint[]
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    role name := shift._caller(caller);
+    t record;
+    used text[];
+    missing text;
+    ids bigint[] := array_fill(NULL::bigint, ARRAY[jsonb_array_length(tasks)]);
+    id bigint;
+BEGIN
+    FOR t IN SELECT e AS task, i::int AS pos FROM jsonb_array_elements(tasks) WITH ORDINALITY AS a(e, i)
+              ORDER BY e->>'key' LOOP
+        IF t.task->>'kind' IS NULL OR t.task->>'kind' NOT IN ('inference', 'proxy', 'datasim', 'finetune', 'describe') THEN
+            RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = format('unknown task kind %s', t.task->>'kind');
+        END IF;
+        used := shift._payload_readers(t.task->'payload');
+        SELECT u INTO missing FROM unnest(used) u
+         WHERE NOT EXISTS (SELECT FROM shift.readers r WHERE r.reader_id = u AND shift._may_use(role, r.owner, u))
+         LIMIT 1;
+        IF missing IS NOT NULL THEN
+            RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = format('permission denied for reader %s', missing),
+                DETAIL = format('role %s may not use it', role);
+        END IF;
+        IF t.task->'payload' ? 'reader' AND NOT shift._has_role(role, 'pg_read_server_files') THEN
+            RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = 'permission denied to read a server path',
+                DETAIL = 'counting a reader from a server path needs role pg_read_server_files';
+        END IF;
+        INSERT INTO shift.tasks AS x (kind, key, payload, waiters, readers, requested_by)
+        VALUES (t.task->>'kind', t.task->>'key', t.task->'payload', ARRAY[waiter], used, role)
+        ON CONFLICT (key) DO UPDATE SET
+            waiters = CASE WHEN waiter = ANY(x.waiters) THEN x.waiters ELSE x.waiters || waiter END,
+            requested_by = EXCLUDED.requested_by,
+            status = CASE WHEN x.status IN ('done', 'failed') THEN 'queued' ELSE x.status END,
+            attempts = CASE WHEN x.status IN ('done', 'failed') THEN 0 ELSE x.attempts END,
+            error = CASE WHEN x.status IN ('done', 'failed') THEN NULL ELSE x.error END,
+            progress = CASE WHEN x.status IN ('done', 'failed') THEN 0 ELSE x.progress END
+        RETURNING task_id INTO id;
+        ids[t.pos] := id;
+    END LOOP;
+    FOR t IN SELECT e AS task, i::int AS pos FROM jsonb_array_elements(tasks) WITH ORDINALITY AS a(e, i) LOOP
+        UPDATE shift.tasks SET depends_on = (
+            SELECT coalesce(array_agg(ids[d::int + 1] ORDER BY n), '{}')
+              FROM jsonb_array_elements_text(coalesce(t.task->'depends_on', '[]')) WITH ORDINALITY AS b(d, n)
+             WHERE d::int + 1 < t.pos)
+         WHERE task_id = ids[t.pos];
+    END LOOP;
+    PERFORM pg_notify('shift_tasks', '');
+    RETURN ids;
+END
+$$;
+
+-- SECURITY DEFINER: a describe task loads a registered model (shared by all) to fill in what its
+-- library knows; anyone may ask again for models that exist. Queued in the caller's transaction.
+CREATE FUNCTION shift._queue_describe(model_ids text[]) RETURNS void
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    INSERT INTO shift.tasks AS t (kind, key, payload, requested_by)
+    SELECT 'describe', 'describe/model/' || m.model_id, jsonb_build_object('model_id', m.model_id), session_user
+      FROM shift.models m WHERE m.model_id = ANY(model_ids) ORDER BY m.model_id
+    ON CONFLICT (key) DO UPDATE SET status = 'queued', attempts = 0, error = NULL, progress = 0, worker_id = NULL,
+        lease_until = NULL, payload = EXCLUDED.payload
+    WHERE t.status IN ('done', 'failed')
+$$;
+
+-- SECURITY DEFINER: plans are a shared log of what the planner chose; a row is written only when a
+-- query ran work (a cached answer writes nothing), for readers the caller may use.
+CREATE FUNCTION shift._record_plan(caller name, p jsonb) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    role name := shift._caller(caller);
+BEGIN
+    IF EXISTS (SELECT FROM unnest(ARRAY[p->>'test_reader', p->>'train_reader']) u
+                WHERE NOT EXISTS (SELECT FROM shift.readers r WHERE r.reader_id = u AND shift._may_use(role, r.owner, u)))
+    THEN
+        RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = 'permission denied to record a plan over these readers';
+    END IF;
+    INSERT INTO shift.plans (scorer, params, model_ids, test_reader, train_reader, top_k, mode, choice,
+                             estimate_full, estimate_sh, terms, measured_seconds)
+    SELECT x.scorer, x.params, x.model_ids, x.test_reader, x.train_reader, x.top_k, x.mode, x.choice,
+           x.estimate_full, x.estimate_sh, coalesce(x.terms, '{}'), x.measured_seconds
+      FROM jsonb_populate_record(NULL::shift.plans, p) AS x;
+END
+$$;
+
+-- NULL when the worker may run a task now; else why not. Checked again at run time, since rights
+-- change: the asker may still use every reader, file readers' owners may still read server files,
+-- and the model's owner may still have it loaded from where and how it says.
+CREATE FUNCTION shift._task_denied(task bigint) RETURNS text
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(
+        (SELECT format('role %s may no longer use reader %s', t.requested_by, r.reader_id)
+           FROM unnest(t.readers) u JOIN shift.readers r ON r.reader_id = u
+          WHERE t.requested_by IS NOT NULL AND NOT shift._may_use(t.requested_by, r.owner, r.reader_id) LIMIT 1),
+        (SELECT format('owner %s of reader %s: %s', r.owner, r.reader_id, shift._reader_denied(r.owner, r.kind))
+           FROM unnest(t.readers) u JOIN shift.readers r ON r.reader_id = u
+          WHERE shift._reader_denied(r.owner, r.kind) IS NOT NULL LIMIT 1),
+        (SELECT format('owner %s of model %s: %s', m.owner, m.model_id,
+                       shift._model_denied(m.owner, m.source, m.locator, m.checkpoint, m.options))
+           FROM shift.models m WHERE m.model_id = t.payload->>'model_id'
+            AND shift._model_denied(m.owner, m.source, m.locator, m.checkpoint, m.options) IS NOT NULL))
+      FROM shift.tasks t WHERE t.task_id = task
+$$;
+
+-------------------------------------------------------------------------------
+-- Settings that choose code or connections count only when a superuser set them
+-------------------------------------------------------------------------------
+
+-- SECURITY DEFINER: reads pg_file_settings (superuser only), i.e. postgresql.conf and ALTER SYSTEM.
+-- A session's SET of shift.python_dir or shift.loopback_dsn never reaches the code that imports or
+-- connects. Only shift's own settings are answered.
+CREATE FUNCTION shift._server_setting(setting_name text) RETURNS text
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT f.setting FROM pg_file_settings f
+     WHERE f.name = setting_name AND setting_name IN ('shift.python_dir', 'shift.loopback_dsn') AND f.error IS NULL
+     ORDER BY f.seqno DESC LIMIT 1
+$$;
+
+-- SECURITY DEFINER: where this server listens, for the loopback connection; unix_socket_directories
+-- is readable only with pg_read_all_settings, and a path of a socket is no secret.
+CREATE FUNCTION shift._server_socket() RETURNS text
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$ SELECT split_part(current_setting('unix_socket_directories'), ',', 1) $$;
+
+-------------------------------------------------------------------------------
+-- Sharing readers
+-------------------------------------------------------------------------------
+
+-- SECURITY DEFINER: users may not write shift.reader_grants; only a role with the owner's
+-- privileges (or an admin) shares or unshares a reader.
+CREATE FUNCTION shift._share_reader(caller name, reader text, grantee name, share boolean) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    role name := shift._caller(caller);
+    found_owner name;
+BEGIN
+    SELECT owner INTO found_owner FROM shift.readers WHERE reader_id = reader;
+    IF NOT FOUND OR NOT shift._may_use(role, found_owner, reader) THEN
+        RAISE EXCEPTION USING ERRCODE = '42704', MESSAGE = format('unknown reader %s', reader);
+    END IF;
+    IF NOT (shift._has_role(role, found_owner) OR shift._is_admin(role)) THEN
+        RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = format('must be owner of reader %s', reader);
+    END IF;
+    IF grantee <> 'public' AND NOT EXISTS (SELECT FROM pg_roles WHERE rolname = grantee) THEN
+        RAISE EXCEPTION USING ERRCODE = '42704', MESSAGE = format('role %s does not exist', grantee);
+    END IF;
+    IF share THEN
+        INSERT INTO shift.reader_grants (reader_id, grantee, granted_by) VALUES (reader, grantee, role)
+        ON CONFLICT DO NOTHING;
+    ELSE
+        DELETE FROM shift.reader_grants g WHERE g.reader_id = reader AND g.grantee = _share_reader.grantee;
+    END IF;
+END
+$$;
+
+CREATE FUNCTION shift.grant_reader(reader text, grantee name) RETURNS void
+LANGUAGE sql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp
+AS $$ SELECT shift._share_reader(current_user, reader, grantee, true) $$;
+COMMENT ON FUNCTION shift.grant_reader(text, name) IS
+    'let a role (or public) see and use a reader you own, and what is cached for it';
+
+CREATE FUNCTION shift.revoke_reader(reader text, grantee name) RETURNS void
+LANGUAGE sql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp
+AS $$ SELECT shift._share_reader(current_user, reader, grantee, false) $$;
+COMMENT ON FUNCTION shift.revoke_reader(text, name) IS 'take back shift.grant_reader';
+
+-------------------------------------------------------------------------------
+-- Who gets what
+-------------------------------------------------------------------------------
+
+-- The workers: read everything, fill the caches, run the queue, load models' metadata.
+GRANT USAGE ON SCHEMA shift, shift_readers TO shift_worker;
+GRANT SELECT ON ALL TABLES IN SCHEMA shift TO shift_worker;
+GRANT INSERT, UPDATE ON shift.features, shift.labels, shift.scores, shift.costs, shift.reader_costs,
+    shift.proxy_costs, shift.finetune_results TO shift_worker;
+GRANT INSERT, UPDATE, DELETE ON shift.workers TO shift_worker;
+GRANT UPDATE, DELETE ON shift.tasks TO shift_worker;
+GRANT UPDATE (loaded_at, load_error, framework, architecture, num_params, feature_dim, input_size, input,
+              num_classes, input_mean, input_std, upstream_dataset, upstream_accuracy) ON shift.models TO shift_worker;
+
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA shift FROM PUBLIC;
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA shift TO shift_worker;
+
+CREATE FUNCTION shift.grant_usage(role_name regrole) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    EXECUTE format('GRANT USAGE ON SCHEMA shift TO %s', role_name);
+    EXECUTE format('GRANT USAGE, CREATE ON SCHEMA shift_readers TO %s', role_name);
+    EXECUTE format('GRANT SELECT ON ALL TABLES IN SCHEMA shift TO %s', role_name);
+    EXECUTE format('GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA shift TO %s', role_name);
+END
+$$;
+COMMENT ON FUNCTION shift.grant_usage(regrole) IS
+    'make a role a user of shift: query, register hub models and SQL readers, fine-tune, share its readers';
+
+CREATE FUNCTION shift.grant_admin(role_name regrole) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM shift.grant_usage(role_name);
+    EXECUTE format('GRANT ALL ON ALL TABLES IN SCHEMA shift TO %s WITH GRANT OPTION', role_name);
+    EXECUTE format('GRANT ALL ON ALL SEQUENCES IN SCHEMA shift TO %s WITH GRANT OPTION', role_name);
+    EXECUTE format('GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA shift TO %s WITH GRANT OPTION', role_name);
+    EXECUTE format('GRANT USAGE ON SCHEMA shift TO %s WITH GRANT OPTION', role_name);
+END
+$$;
+COMMENT ON FUNCTION shift.grant_admin(regrole) IS
+    'everything grant_usage gives, plus writing, dropping and granting all of shift''s tables';
+
+REVOKE ALL ON FUNCTION shift.grant_usage(regrole), shift.grant_admin(regrole) FROM PUBLIC, shift_worker;

@@ -1,0 +1,292 @@
+"""Several users on one database: what a user of shift may do, what it may not, and whose rows it sees.
+
+The users are roles made with CREATE ROLE ... LOGIN PASSWORD and shift.grant_usage, logging
+in with SCRAM; the worker logs in as shift_worker, which is not a superuser. Alice and Bob
+are plain users; Carol may also read server files and register models that run code.
+"""
+
+import json
+import uuid
+from pathlib import Path
+
+import numpy as np
+import psycopg
+import pytest
+from psycopg import errors, sql
+from psycopg.conninfo import make_conninfo
+
+from shift_cli.testbed import Database, WorkerProcess, digits, register_model
+
+PASSWORD = "pw-" + uuid.uuid4().hex
+PROXY_QUERY = ("SELECT ModelId FROM Models WHERE Input = 'Vision' ORDER BY CosineNN LIMIT 3 "
+               "TESTED ON {test} TRAINED ON {train}")
+
+
+@pytest.fixture(scope="module")
+def roles(cluster):
+    suffix = uuid.uuid4().hex[:6]
+    names = {k: "%s_%s" % (k, suffix) for k in ("alice", "bob", "carol")}
+    with psycopg.connect(cluster.dsn("postgres"), autocommit=True) as conn:
+        for name in names.values():
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(name), sql.Literal(PASSWORD)))
+    yield names
+    with psycopg.connect(cluster.dsn("postgres"), autocommit=True) as conn:
+        for name in names.values():
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
+
+
+def load_table(conn, table, xs, ys):
+    conn.execute("CREATE TABLE %s (id integer PRIMARY KEY, x real[] NOT NULL, y integer NOT NULL)" % table)
+    with conn.cursor().copy("COPY %s (id, x, y) FROM STDIN" % table) as copy:
+        for i, (x, y) in enumerate(zip(xs, ys)):
+            copy.write_row((i, np.asarray(x).ravel().tolist(), int(y)))
+
+
+def register_digits_as(conn, schema, train, test):
+    """Two SQL readers over tables of the role's own schema."""
+    (train_x, train_y), (test_x, test_y) = digits(n_train=160, n_test=60)
+    for reader, table, xs, ys in ((train, "train", train_x, train_y), (test, "test", test_x, test_y)):
+        load_table(conn, "%s.%s" % (schema, table), xs, ys)
+        conn.execute("SELECT shift.register_sql_reader(%%s, 'SELECT x, y FROM %s.%s ORDER BY id', "
+                     "options => '{\"shape\": [8, 8]}', block_size => 64)" % (schema, table), (reader,))
+
+
+@pytest.fixture(scope="module")
+def udb(cluster, zoo, roles):
+    with Database(cluster, "shift_users") as database:
+        with database.connect() as conn:
+            for m in zoo:
+                register_model(conn, m)
+            for name in roles.values():
+                conn.execute("SELECT shift.grant_usage(%s::regrole)", (name,))
+                conn.execute(sql.SQL("CREATE SCHEMA {} AUTHORIZATION {}").format(*[sql.Identifier(name)] * 2))
+            conn.execute(sql.SQL("GRANT pg_read_server_files, shift_trusted_models TO {}").format(
+                sql.Identifier(roles["carol"])))
+        with connect_as(database, roles["alice"]) as conn:
+            register_digits_as(conn, roles["alice"], "AliceTrain", "AliceTest")
+        with database.connect() as conn:  # embeddings for the dataset similarity view, set by an admin
+            for reader, vector in (("AliceTrain", [1, 0]), ("AliceTest", [0.9, 0.1])):
+                conn.execute("UPDATE shift.readers SET task2vec = %s::text::vector WHERE reader_id = %s",
+                             (json.dumps(vector), reader))
+        worker = WorkerProcess(database.worker_dsn, cluster.home / "worker-users.log", "users-worker").wait_ready()
+        try:
+            yield database
+        finally:
+            worker.stop()
+
+
+def connect_as(database, role, **kwargs):
+    kwargs.setdefault("autocommit", True)
+    return psycopg.connect(make_conninfo(database.dsn, user=role, password=PASSWORD), **kwargs)
+
+
+def query(conn, text):
+    return conn.execute("SELECT model_id, score FROM shift.query(%s)", (text,)).fetchall()
+
+
+def sqlstate(conn, statement, params=None):
+    with pytest.raises(psycopg.Error) as info:
+        conn.execute(statement, params)
+    return info.value.diag.sqlstate
+
+
+# -- what a user does -----------------------------------------------------------------------------
+
+def test_the_worker_is_not_a_superuser(udb):
+    with udb.connect() as conn:
+        rows = conn.execute("SELECT DISTINCT a.usename, r.rolsuper FROM pg_stat_activity a "
+                            "JOIN pg_roles r ON r.rolname = a.usename WHERE a.application_name = 'shift-worker' "
+                            "AND a.datname = current_database()").fetchall()
+    assert rows == [("shift_worker", False)]
+
+
+def test_a_user_runs_every_kind_of_query(udb, roles):
+    alice = roles["alice"]
+    proxy = PROXY_QUERY.format(test="AliceTest", train="AliceTrain")
+    with connect_as(udb, alice) as conn:
+        ranked = query(conn, proxy)
+        assert len(ranked) == 3 and all(s is not None for _, s in ranked)
+        assert query(conn, "SELECT ModelId FROM Models WHERE Input = 'Vision' ORDER BY UpstreamAccuracy DESC LIMIT 1")
+        conn.execute("SELECT * FROM shift.query(%s)", (
+            "CREATE SCORING VIEW %s.best AS SELECT ModelId FROM Models WHERE Input = 'Vision' "
+            "ORDER BY CosineNN LIMIT 2 TESTED ON AliceTest TRAINED ON AliceTrain" % alice,))
+        view = conn.execute("SELECT model_id, score FROM %s.best" % alice).fetchall()
+        assert [m for m, _ in view] == [m for m, _ in ranked[:2]]
+        assert [m for m, _ in query(conn, "SELECT ModelId FROM %s.best" % alice)] == [m for m, _ in view]
+        similar = query(conn, "SELECT ModelId FROM Models WHERE Input IN (SELECT Input FROM DataReaders "
+                              "ORDER BY Task2Vec LIMIT 1 TESTED AGAINST AliceTest) ORDER BY UpstreamAccuracy DESC")
+        assert similar
+        sections = dict(conn.execute("SELECT section, content FROM shift.explain(%s)", (proxy,)).fetchall())
+        assert "shift.score" in sections["sql"]
+        assert "shift.score" in conn.execute("SELECT shift.translate(%s)", (proxy,)).fetchone()[0]
+        tuned = query(conn, "SELECT ModelId FROM Models WHERE Input = 'Vision' ORDER BY FineTune(steps=2, "
+                            "batch_size=32) LIMIT 1 TESTED ON AliceTest TRAINED ON AliceTrain")
+        assert len(tuned) == 1 and 0 <= tuned[0][1] <= 1
+        conn.execute("SELECT shift.drop_view(%s)", ("%s.best" % alice,))
+    # the same scores as an admin who sees everything: nothing was hidden from the user's own query
+    with udb.connect() as conn:
+        admin = query(conn, proxy)
+    assert [m for m, _ in admin] == [m for m, _ in ranked]
+    assert [s for _, s in admin] == pytest.approx([s for _, s in ranked])
+
+
+def test_a_cached_query_writes_nothing(udb, roles):
+    proxy = PROXY_QUERY.format(test="AliceTest", train="AliceTrain")
+    with connect_as(udb, roles["alice"]) as conn:
+        query(conn, proxy)
+    with connect_as(udb, roles["alice"], autocommit=False) as conn:
+        last_task = conn.execute("SELECT max(task_id) FROM shift.tasks").fetchone()[0]
+        conn.commit()
+        conn.execute("SET TRANSACTION READ ONLY")
+        assert query(conn, proxy)
+        assert conn.execute("SELECT txid_current_if_assigned()").fetchone()[0] is None
+        conn.commit()
+        assert conn.execute("SELECT max(task_id) FROM shift.tasks").fetchone()[0] == last_task
+
+
+# -- what a user may not do -----------------------------------------------------------------------
+
+ESCALATIONS = [
+    ("DELETE FROM shift.models", None, "42501"),
+    ("UPDATE shift.features SET device = 'x'", None, "42501"),
+    ("INSERT INTO shift.tasks (kind, key, payload) VALUES ('describe', 'k', '{}')", None, "42501"),
+    ("UPDATE shift.readers SET source = 'SELECT 1', owner = 'postgres'", None, "42501"),
+    ("INSERT INTO shift.reader_grants (reader_id, grantee, granted_by) VALUES ('AliceTest', 'public', 'x')",
+     None, "42501"),
+    ("SELECT shift.register_model('evil', 'torchscript', '/etc/passwd')", None, "42501"),
+    ("SELECT shift.register_model('evil', 'hf', 'some/model', options => '{\"trust_remote_code\": true}')",
+     None, "42501"),
+    ("SELECT shift.register_model('evil', 'tfhub', 'https://example.invalid/model/1')", None, "42501"),
+    ("SELECT shift.register_model('evil', 'onnx', '/models/x.onnx')", None, "42501"),
+    ("SELECT shift.register_model('evil', 'timm', 'resnet18', checkpoint => '/etc/passwd')", None, "42501"),
+    ("SELECT shift.register_npz_reader('Evil', '/etc/passwd')", None, "42501"),
+    # the SECURITY DEFINER functions refuse a caller the session may not act for
+    ("SELECT shift._store_model('postgres', '{\"model_id\": \"evil\", \"source\": \"torchscript\", "
+     "\"locator\": \"/etc/passwd\", \"framework\": \"pytorch\", \"input\": \"Vision\"}')", None, "42501"),
+    ("SELECT shift._enqueue('postgres', 0, '[]')", None, "42501"),
+    ("SELECT shift._drop_object('postgres', 'model', 'x')", None, "42501"),
+]
+
+
+@pytest.mark.parametrize("statement, params, state", ESCALATIONS, ids=[e[0][:60] for e in ESCALATIONS])
+def test_escalations_are_refused(udb, roles, statement, params, state):
+    with connect_as(udb, roles["bob"]) as conn:
+        assert sqlstate(conn, statement, params) == state
+    with udb.connect() as conn:
+        assert not conn.execute("SELECT 1 FROM shift.models WHERE model_id = 'evil'").fetchone()
+
+
+def test_grant_admin_by_a_user_grants_nothing(udb, roles):
+    with connect_as(udb, roles["bob"]) as conn:
+        try:
+            conn.execute("SELECT shift.grant_admin(%s::regrole)", (roles["bob"],))
+        except psycopg.Error:
+            pass
+        assert sqlstate(conn, "DELETE FROM shift.models") == "42501"
+
+
+def test_a_private_reader_is_private_until_shared(udb, roles):
+    alice, bob = roles["alice"], roles["bob"]
+    proxy = PROXY_QUERY.format(test="AliceTest", train="AliceTrain")
+    with connect_as(udb, alice) as conn:
+        query(conn, proxy)
+    with connect_as(udb, bob) as conn:
+        assert conn.execute("SELECT count(*) FROM shift.readers WHERE reader_id LIKE 'Alice%'").fetchone()[0] == 0
+        for table in ("features", "labels", "scores"):
+            assert conn.execute("SELECT count(*) FROM shift.%s" % table).fetchone()[0] == 0, table
+        assert sqlstate(conn, "SELECT * FROM shift.query(%s)", (proxy,)) == "42501"
+        assert sqlstate(conn, "SELECT shift.drop_reader('AliceTest')") == "42501"
+        assert sqlstate(conn, "SELECT shift.grant_reader('AliceTest', %s)", (bob,)) in ("42501", "42704")
+        assert sqlstate(conn, "SELECT * FROM shift.score('CosineNN', '{}', ARRAY['x'], 'AliceTest', "
+                              "'AliceTrain')") == "42501"
+    with connect_as(udb, alice) as conn:
+        conn.execute("SELECT shift.grant_reader('AliceTest', %s)", (bob,))
+        conn.execute("SELECT shift.grant_reader('AliceTrain', %s)", (bob,))
+    try:
+        with connect_as(udb, bob) as conn:
+            assert conn.execute("SELECT count(*) FROM shift.readers WHERE reader_id LIKE 'Alice%'").fetchone()[0] == 2
+            assert query(conn, proxy)  # answered from Alice's cache
+            assert sqlstate(conn, "SELECT shift.drop_reader('AliceTest')") == "42501"
+            assert sqlstate(conn, "SELECT shift.grant_reader('AliceTest', 'public')") == "42501"
+    finally:
+        with connect_as(udb, alice) as conn:
+            conn.execute("SELECT shift.revoke_reader('AliceTest', %s)", (bob,))
+            conn.execute("SELECT shift.revoke_reader('AliceTrain', %s)", (bob,))
+    with connect_as(udb, bob) as conn:
+        assert sqlstate(conn, "SELECT * FROM shift.query(%s)", (proxy,)) == "42501"
+
+
+def test_a_reader_query_cannot_change_role(udb, roles):
+    """The reader's query tries SET ROLE, RESET ROLE and set_config('role', ...) while a worker reads
+    it, and labels each sample with the role it then runs as: registration saw only its owner's name,
+    so any other label would fail the read."""
+    bob = roles["bob"]
+    with connect_as(udb, bob) as conn:
+        conn.execute("""
+            CREATE FUNCTION %(s)s.whoami() RETURNS text LANGUAGE plpgsql AS $$
+            BEGIN
+                BEGIN SET ROLE postgres; EXCEPTION WHEN OTHERS THEN NULL; END;
+                BEGIN RESET ROLE; EXCEPTION WHEN OTHERS THEN NULL; END;
+                BEGIN PERFORM set_config('role', 'shift_worker', false); EXCEPTION WHEN OTHERS THEN NULL; END;
+                BEGIN PERFORM set_config('role', 'none', false); EXCEPTION WHEN OTHERS THEN NULL; END;
+                RETURN current_user::text;
+            END $$""" % {"s": bob})
+        (xs, ys), (txs, tys) = digits(n_train=80, n_test=40)
+        load_table(conn, "%s.train" % bob, xs, ys)
+        load_table(conn, "%s.test" % bob, txs, tys)
+        for reader, table in (("BobTrain", "train"), ("BobTest", "test")):
+            conn.execute("SELECT shift.register_sql_reader(%%s, 'SELECT x, %s.whoami() AS y FROM %s.%s ORDER BY id', "
+                         "options => '{\"shape\": [8, 8]}')" % (bob, bob, table), (reader,))
+        assert conn.execute("SELECT classes FROM shift.readers WHERE reader_id = 'BobTrain'").fetchone()[0] == [bob]
+        ranked = query(conn, PROXY_QUERY.format(test="BobTest", train="BobTrain"))
+        assert len(ranked) == 3
+        # every label the worker read is the owner's name, class 0
+        labels = conn.execute("SELECT y FROM shift.labels WHERE reader_id = 'BobTrain'").fetchall()
+        assert labels and {v for (y,) in labels for v in y} == {0}
+
+
+def test_session_settings_that_load_code_or_connect_change_nothing(udb, roles, tmp_path):
+    evil = Path("/tmp") / ("shift-evil-%s" % uuid.uuid4().hex[:8])
+    (evil / "0.1.0" / "pyfuncs").mkdir(parents=True)
+    marker = evil / "imported"
+    (evil / "0.1.0" / "pyfuncs" / "__init__.py").write_text(
+        "open(%r, 'w').write('imported')\n__version__ = '0.1.0'\n" % str(marker))
+    evil.chmod(0o755)
+    notices = []
+    with connect_as(udb, roles["alice"]) as conn:
+        conn.add_notice_handler(lambda d: notices.append(d.message_primary))
+        conn.execute("SET shift.python_dir = %s" % sql.Literal(str(evil)).as_string(conn))
+        conn.execute("SET shift.loopback_dsn = 'host=/nonexistent port=1 user=postgres'")
+        assert conn.execute("SELECT shift.version()").fetchone()[0] == "0.1.0"
+        # a query that must enqueue: a scorer whose values are not cached yet
+        ranked = query(conn, "SELECT ModelId FROM Models WHERE Input = 'Vision' ORDER BY EuclideanNN LIMIT 1 "
+                             "TESTED ON AliceTest TRAINED ON AliceTrain")
+        assert len(ranked) == 1
+    assert not marker.exists()
+    assert any("shift.python_dir" in n and "ignored" in n for n in notices)
+    assert any("shift.loopback_dsn" in n and "ignored" in n for n in notices)
+
+
+def test_server_files_and_code_need_their_roles(udb, roles, cluster):
+    alice, carol = roles["alice"], roles["carol"]
+    path = cluster.server_readable_dir("users") / "carol.npz"
+    (xs, ys), _ = digits(n_train=64, n_test=1)
+    np.savez(path, x=xs, y=ys)
+    path.chmod(0o644)
+    with connect_as(udb, carol) as conn:
+        conn.execute("SELECT shift.register_npz_reader('CarolDigits', %s, options => '{\"shape\": [8, 8]}')",
+                     (str(path),))
+        conn.execute("SELECT shift.register_model('carol.script', 'torchscript', '/nonexistent/model.pt')")
+        assert conn.execute("SELECT owner FROM shift.models WHERE model_id = 'carol.script'").fetchone()[0] == carol
+        conn.execute("SELECT shift.drop_model('carol.script')")
+    with connect_as(udb, alice) as conn:
+        state = sqlstate(conn, "SELECT shift.register_model('a.script', 'torchscript', '/nonexistent/model.pt')")
+        assert state == "42501"
+    # rights are checked again when a worker reads: Carol loses hers, her reader is no longer read
+    with udb.connect() as conn:
+        conn.execute(sql.SQL("REVOKE pg_read_server_files FROM {}").format(sql.Identifier(carol)))
+    with connect_as(udb, carol) as conn:
+        with pytest.raises(psycopg.Error) as info:
+            query(conn, "SELECT ModelId FROM Models WHERE Input = 'Vision' ORDER BY CosineNN LIMIT 1 "
+                        "TESTED ON CarolDigits TRAINED ON CarolDigits")
+        assert "pg_read_server_files" in str(info.value)

@@ -167,7 +167,17 @@ def read_state_dict(model_id: str, path: str) -> dict[str, torch.Tensor]:
     try:
         return load_state_dict(path, use_ema=False, device="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 -- any unreadable file gets the same advice
-        raise ValueError("checkpoint %s of model %s cannot be read as a state dict: %s" % (path, model_id, e)) from e
+        raise ValueError("checkpoint %s of model %s cannot be read as a state dict: %s"
+                         % (path, model_id, _unreadable_reason(e))) from None
+
+
+def _unreadable_reason(error: Exception) -> str:
+    """Why a checkpoint did not load, without torch's advice to load it unsafely (weights_only=False)."""
+    text = str(error)
+    if "weights_only" in text or "pickle" in text.lower():
+        return ("it is not a file of tensors that loads without running code; save the model's state_dict with "
+                "torch.save, or as safetensors")
+    return _first_line(error)[:300]
 
 
 def _load_weights(model_id: str, module: nn.Module, path: str) -> None:

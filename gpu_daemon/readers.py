@@ -26,6 +26,7 @@ the cell for CSV files. Readers whose labels are class indices already (image fo
 
 from __future__ import annotations
 
+import csv
 import itertools
 import json
 import logging
@@ -33,11 +34,13 @@ import math
 import os
 import uuid
 import zipfile
+import zlib
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from pyfuncs import files
+from pyfuncs import files, npyfile
+from pyfuncs.errors import DATA_EXCEPTION, ShiftError
 
 Block = tuple[int, "list | np.ndarray", np.ndarray]
 
@@ -150,7 +153,9 @@ class NpzArray:
     """
 
     def __init__(self, path: str, key: str, reader_id: str = "?"):
-        self.path = path
+        self.path, self.reader_id = path, reader_id
+        self.what = "array %s of npz file %s of reader %s" % (key, path, reader_id)
+        self._crc = None  # (CRC-32 so far, rows it covers) while rows of a stored member are read in order
         self._zip = zipfile.ZipFile(path)
         name = key if key.endswith(".npy") else key + ".npy"
         try:
@@ -171,8 +176,11 @@ class NpzArray:
                 start = self._info.header_offset + 30 + int.from_bytes(local[26:28], "little") \
                     + int.from_bytes(local[28:30], "little")
                 f.seek(start)
-                self.shape, fortran, self.dtype = _read_npy_header(f, reader_id)
+                self.shape, fortran, self.dtype = _read_npy_header(f, reader_id, "array %s of npz file %s" % (key, path))
                 data_start = f.tell()
+                _require_length(self.what, self._info.file_size - (data_start - start), self.shape, self.dtype)
+                f.seek(start)
+                self._crc = (zlib.crc32(f.read(data_start - start)), 0)
             if fortran and len(self.shape) > 1:  # rows are not contiguous in the file
                 self._memmap = np.memmap(path, dtype=self.dtype, mode="r", offset=data_start, shape=self.shape,
                                          order="F") if math.prod(self.shape) else np.empty(self.shape, self.dtype)
@@ -196,7 +204,29 @@ class NpzArray:
     def rows(self, start: int, stop: int) -> np.ndarray:
         """A copy of rows [start, stop)."""
         if self._rows is not None:
-            return self._rows.rows(start, stop)
+            out = self._rows.rows(start, stop)
+            self._check_crc(start, stop, out)
+            return out
+        try:
+            return self._stream_rows(start, stop)
+        except (zipfile.BadZipFile, zlib.error, EOFError) as e:  # zipfile checks the CRC at a member's end
+            raise self.damaged(str(e)) from None
+
+    def damaged(self, why: str) -> ShiftError:
+        return ShiftError("%s is damaged: %s" % (self.what, why), DATA_EXCEPTION,
+                          hint="write the file again and register the reader again")
+
+    def _check_crc(self, start: int, stop: int, out: np.ndarray) -> None:
+        """numpy reads a stored member without its CRC: check it when the rows have been read in order."""
+        if self._crc is None or start != self._crc[1]:
+            self._crc = None
+            return
+        crc = zlib.crc32(np.ascontiguousarray(out).reshape(-1).view(np.uint8), self._crc[0])
+        self._crc = (crc, stop)
+        if stop == len(self) and crc != self._info.CRC:
+            raise self.damaged("its CRC-32 does not match the archive's record")
+
+    def _stream_rows(self, start: int, stop: int) -> np.ndarray:
         if self._memmap is not None:
             return np.array(self._memmap[start:stop])
         if start < self._pos:
@@ -206,13 +236,15 @@ class NpzArray:
         while skip:  # discard in bounded chunks
             chunk = self._stream.read(min(skip, 1 << 24))
             if not chunk:
-                raise ValueError("npz file %s ends early" % self.path)
+                raise self.damaged("it ends early")
             skip -= len(chunk)
         need = (stop - start) * row_bytes
         data = self._stream.read(need)
         if len(data) != need:
-            raise ValueError("npz file %s ends early" % self.path)
+            raise self.damaged("it ends early")
         self._pos = stop
+        if stop == len(self) and self._stream.read(1):  # the read at the end is where zipfile checks the CRC
+            raise self.damaged("it is longer than its header says")
         return np.frombuffer(data, dtype=self.dtype).reshape((stop - start,) + tuple(self.shape[1:])).copy()
 
     def close(self) -> None:
@@ -251,7 +283,8 @@ class RowFile:
         while done < len(view):
             got = os.preadv(self._fd, [view[done:]], pos + done)
             if got <= 0:
-                raise ValueError("file %s ends early" % self.path)
+                raise ShiftError("file %s ends early: it was cut since registration" % self.path, DATA_EXCEPTION,
+                                 hint="write the file again and register the reader again")
             done += got
         return out
 
@@ -270,24 +303,27 @@ class RowFile:
 def open_npy(path: str, reader_id: str = "?"):
     """Row access to a .npy file: a :class:`RowFile`, or a memory map for Fortran-order arrays."""
     with open(path, "rb") as f:
-        shape, fortran, dtype = _read_npy_header(f, reader_id)
+        what = "npy file %s" % path
+        shape, fortran, dtype = _read_npy_header(f, reader_id, what)
         offset = f.tell()
+        _require_length("%s of reader %s" % (what, reader_id), os.fstat(f.fileno()).st_size - offset, shape, dtype)
     if fortran and len(shape) > 1:
         return np.load(path, mmap_mode="r", allow_pickle=False)
     return RowFile(path, offset, shape, dtype)
 
 
-def _read_npy_header(f, reader_id: str) -> tuple[tuple[int, ...], bool, np.dtype]:
-    fmt = np.lib.format
-    version = fmt.read_magic(f)
-    if version == (1, 0):
-        shape, fortran, dtype = fmt.read_array_header_1_0(f)
-    else:
-        shape, fortran, dtype = fmt.read_array_header_2_0(f)
-    if dtype.hasobject:
-        raise ValueError("an array of reader %s holds Python objects, which are not read (unsafe pickles); "
-                         "store images as a numeric array or as encoded bytes in a SQL reader" % reader_id)
-    return tuple(shape), fortran, dtype
+def _read_npy_header(f, reader_id: str, what: str = "an array") -> tuple[tuple[int, ...], bool, np.dtype]:
+    try:
+        return npyfile.read_header(f, "%s of reader %s" % (what, reader_id))
+    except npyfile.NpyError as e:
+        raise ShiftError(str(e), DATA_EXCEPTION, hint="write the file again and register the reader again") from None
+
+
+def _require_length(what: str, have: int, shape, dtype) -> None:
+    try:
+        npyfile.require_length(what, have, shape, dtype)
+    except npyfile.NpyError as e:
+        raise ShiftError(str(e), DATA_EXCEPTION, hint="write the file again and register the reader again") from None
 
 
 def iter_npz_blocks(reader: dict, blocks: list[int]) -> Iterator[Block]:
@@ -310,7 +346,7 @@ def iter_npz_blocks(reader: dict, blocks: list[int]) -> Iterator[Block]:
             start, stop = block_range(reader, b)
             xs = xs_arr.rows(start, stop)
             if shape:
-                xs = xs.reshape((stop - start,) + shape)
+                xs = with_shape(reader, xs, shape, start)
             yield b, xs, label_ids(reader, ys_arr.rows(start, stop), index)
 
 
@@ -362,7 +398,7 @@ def iter_sql_blocks(reader: dict, blocks: list[int], conn) -> Iterator[Block]:
                                          % (reader["reader_id"], len(rows), b, stop - start))
                     if any(y is None for _, y in rows):
                         raise ValueError("reader %s has samples without a label in block %d" % (reader["reader_id"], b))
-                    xs = [decode_sql_x(x, shape) for x, _ in rows]
+                    xs = [_sql_sample(reader, x, shape, start + i) for i, (x, _) in enumerate(rows)]
                     ys = label_ids(reader, [y for _, y in rows], index)
                     del rows
                     yield b, xs, ys
@@ -409,7 +445,7 @@ def iter_npy_blocks(reader: dict, blocks: list[int]) -> Iterator[Block]:
             start, stop = block_range(reader, b)
             xs = rows(xs_arr, start, stop)
             if shape:
-                xs = xs.reshape((stop - start,) + shape)
+                xs = with_shape(reader, xs, shape, start)
             yield b, xs, label_ids(reader, rows(ys_arr, start, stop), index)
     finally:
         for arr in (xs_arr, ys_arr):
@@ -529,7 +565,7 @@ def open_hf_dataset(path: str, split: str | None, reader_id: str = "?"):
                          "register the reader again with a path every worker can read" % (path, reader_id))
     try:
         ds = datasets.load_from_disk(path)
-    except (FileNotFoundError, ValueError) as e:
+    except (OSError, ValueError) as e:  # pyarrow's errors for a cut or damaged file are among these
         raise ValueError("%s is not a dataset written by save_to_disk (%s)" % (path, str(e).splitlines()[0])) from None
     if isinstance(ds, datasets.DatasetDict):
         if split is None and len(ds) == 1:
@@ -612,7 +648,7 @@ def iter_hf_blocks(reader: dict, blocks: list[int]) -> Iterator[Block]:
         if is_image:
             xs = [_image_bytes(v, path) for v in xs]
         elif shape and isinstance(xs, np.ndarray) and xs.dtype != object:
-            xs = xs.reshape((stop - start,) + shape)
+            xs = with_shape(reader, xs, shape, start)
         elif isinstance(xs, np.ndarray) and xs.dtype == object:
             xs = list(xs)
         if by_index:
@@ -669,11 +705,92 @@ def iter_tfds_blocks(reader: dict, blocks: list[int]) -> Iterator[Block]:
             elif xs and not isinstance(xs[0], bytes):
                 xs = np.stack(xs)
                 if shape:
-                    xs = xs.reshape((len(got),) + shape)
+                    xs = with_shape(reader, xs, shape, block_range(reader, b)[0])
             ys = [y for _, y in got]
             ids = np.asarray(ys, dtype=np.int32) if by_index else label_ids(
                 reader, [y.decode("utf-8") if isinstance(y, bytes) else y for y in ys], index)
             yield b, xs, ids
+
+
+# -- what every reader's blocks are checked for ------------------------------------------------------
+
+def where(reader: dict) -> str:
+    """The reader and what it reads, for messages."""
+    if reader["kind"] == "sql":
+        return "reader %s" % reader["reader_id"]
+    what = {"imagefolder": "folder", "hf": "dataset", "tfds": "dataset"}.get(reader["kind"], "file")
+    return "reader %s (%s %s)" % (reader["reader_id"], what, reader["source"])
+
+
+def damaged(reader: dict, what: str, sample: int | None = None) -> ShiftError:
+    at = "" if sample is None else "sample %d of " % sample
+    return ShiftError("%s%s %s" % (at, where(reader), what), DATA_EXCEPTION,
+                      hint="correct the data and register the reader again; nothing of the block was cached")
+
+
+def with_shape(reader: dict, xs: np.ndarray, shape: tuple[int, ...], start: int) -> np.ndarray:
+    """Samples reshaped to the reader's ``shape`` option, or an error naming the first sample."""
+    try:
+        return xs.reshape((len(xs),) + tuple(shape))
+    except ValueError:
+        raise damaged(reader, "has shape %s, which does not hold the option shape %s"
+                      % (tuple(xs.shape[1:]), list(shape)), start) from None
+
+
+def _sql_sample(reader: dict, value, shape, sample: int):
+    try:
+        return decode_sql_x(value, shape)
+    except (TypeError, ValueError) as e:
+        raise damaged(reader, "cannot be read: %s" % e, sample) from None
+
+
+def check_samples(reader: dict, block: int, xs, ys: np.ndarray) -> None:
+    """One sample and one known class per position; numbers finite; no empty image or NULL.
+
+    Features are checked after inference too (worker.check_block), but a NaN pixel
+    makes every feature of its sample NaN, and an image of 0 bytes fails in the
+    decoder: here the message names the sample in the reader's own order.
+    """
+    start, stop = block_range(reader, block)
+    if len(xs) != stop - start or len(ys) != stop - start:
+        raise damaged(reader, "gave %d samples and %d labels for block %d, which has %d"
+                      % (len(xs), len(ys), block, stop - start))
+    bad = np.flatnonzero((ys < 0) | (ys >= len(reader["classes"])))
+    if bad.size:
+        raise damaged(reader, "has label id %d, not one of its %d classes" % (ys[bad[0]], len(reader["classes"])),
+                      start + int(bad[0]))
+    if isinstance(xs, np.ndarray) and xs.dtype != object:
+        _check_array(reader, xs, start, block)
+        return
+    for i, x in enumerate(xs):
+        if x is None:
+            raise damaged(reader, "is NULL", start + i)
+        if isinstance(x, (bytes, bytearray)) and not x:
+            raise damaged(reader, "is empty (0 bytes)", start + i)
+        if isinstance(x, np.ndarray):
+            _check_array(reader, x[None], start + i, block)
+
+
+def _check_array(reader: dict, xs: np.ndarray, start: int, block: int) -> None:
+    if xs.dtype.kind not in npyfile.ARRAY_KINDS:
+        raise damaged(reader, "has samples of dtype %s; samples are numbers or text" % xs.dtype, start)
+    if xs.dtype.kind == "f" and xs.size:
+        bad = ~np.isfinite(xs.reshape(len(xs), -1)).all(axis=1)
+        if bad.any():
+            first = int(bad.argmax())
+            values = xs[first].reshape(-1)
+            raise damaged(reader, "holds a non-finite value (%s); %d of the %d samples read of block %d have one"
+                          % (values[~np.isfinite(values)][0], int(bad.sum()), len(xs), block), start + first)
+
+
+def verified(reader: dict, blocks: Iterator[Block]) -> Iterator[Block]:
+    """The blocks of a reader, each checked; a file damaged under the reader is a ShiftError, never raw."""
+    try:
+        for b, xs, ys in blocks:
+            check_samples(reader, b, xs, ys)
+            yield b, xs, ys
+    except (zipfile.BadZipFile, zlib.error, EOFError, csv.Error, UnicodeDecodeError) as e:
+        raise damaged(reader, "cannot be read: %s" % str(e)[:200]) from None
 
 
 READERS = {
@@ -699,8 +816,8 @@ def iter_blocks(reader: dict, blocks: Iterable[int], conn=None) -> Iterator[Bloc
     wanted = wanted_blocks(reader, blocks)
     kind = reader["kind"]
     if kind == "sql":
-        return iter_sql_blocks(reader, wanted, conn)
+        return verified(reader, iter_sql_blocks(reader, wanted, conn))
     if kind not in READERS:
         raise ValueError("reader %s has kind %r, which this worker cannot read; supported kinds: %s"
                          % (reader["reader_id"], kind, ", ".join(READERS)))
-    return READERS[kind](reader, wanted)
+    return verified(reader, READERS[kind](reader, wanted))

@@ -27,12 +27,19 @@ class SourceError(ValueError):
     """A file source that cannot be read as registered; the message says which file and why."""
 
 
+class MissingSource(SourceError):
+    """A file or folder of a source that does not exist."""
+
+
 # -- image folders --------------------------------------------------------------------------------
 
 def extensions(options):
     exts = options.get("extensions") if options else None
     if not exts:
         return IMAGE_EXTENSIONS
+    if not isinstance(exts, list) or not all(isinstance(e, str) and e.strip(".") for e in exts):
+        raise SourceError("option extensions must be a list of file name endings such as [\"png\", \"jpg\"], "
+                          "not %s" % json.dumps(exts)[:100])
     return tuple(e.lower() if e.startswith(".") else "." + e.lower() for e in exts)
 
 
@@ -41,7 +48,7 @@ def imagefolder_classes(root):
     try:
         return sorted(entry.name for entry in os.scandir(root) if entry.is_dir())
     except FileNotFoundError:
-        raise SourceError("image folder %s does not exist" % root) from None
+        raise MissingSource("image folder %s does not exist" % root) from None
     except NotADirectoryError:
         raise SourceError("%s is not a folder" % root) from None
 
@@ -79,7 +86,12 @@ def open_text(path, encoding="utf-8"):
 
 def csv_dialect(options):
     options = options or {}
-    return dict(delimiter=options.get("delimiter", ","), quotechar=options.get("quotechar", '"'))
+    out = dict(delimiter=options.get("delimiter", ","), quotechar=options.get("quotechar", '"'))
+    for name, value in out.items():
+        if not isinstance(value, str) or len(value) != 1 or value in "\r\n":
+            raise SourceError("option %s must be one character other than a line break, not %s"
+                              % (name, json.dumps(value)[:40]))
+    return out
 
 
 def csv_columns(header, label_column, x_columns, path):
@@ -154,20 +166,27 @@ def _read_json(path, what):
         with open(path, encoding="utf-8") as f:
             return json.load(f)
     except FileNotFoundError:
-        raise SourceError("%s has no %s; give the prepared version directory (<data_dir>/<name>/<version>)"
+        raise MissingSource("%s has no %s; give the prepared version directory (<data_dir>/<name>/<version>)"
                           % (os.path.dirname(path), os.path.basename(path))) from None
-    except ValueError as e:
-        raise SourceError("%s of %s is not valid json: %s" % (os.path.basename(path), what, e)) from None
+    except ValueError as e:  # UnicodeDecodeError too
+        raise SourceError("%s of %s is not valid json: %s" % (os.path.basename(path), what, str(e)[:200])) from None
 
 
 def tfds_info(path):
     """Split sizes, supervised keys and features of a TFDS prepared directory."""
     info = _read_json(os.path.join(path, "dataset_info.json"), path)
     features = _read_json(os.path.join(path, "features.json"), path)
-    splits = {s["name"]: sum(int(v) for v in s.get("shardLengths", [])) for s in info.get("splits", [])}
-    items = ((info.get("supervisedKeys") or {}).get("tuple") or {}).get("items") or []
-    supervised = [i.get("featureKey") for i in items]
-    feats = ((features.get("featuresDict") or {}).get("features")) or {}
+    try:  # json of any shape may be there: what is not TFDS's layout is one error, never a raw one
+        splits = {str(s["name"]): sum(int(v) for v in s.get("shardLengths", [])) for s in info.get("splits", [])}
+        items = ((info.get("supervisedKeys") or {}).get("tuple") or {}).get("items") or []
+        supervised = [k for k in (i.get("featureKey") for i in items) if isinstance(k, str)]
+        feats = ((features.get("featuresDict") or {}).get("features")) or {}
+        if not all(isinstance(k, str) and isinstance(v, dict) for k, v in feats.items()) \
+                or any(n < 0 for n in splits.values()):
+            raise ValueError("features and split sizes are not TFDS's")
+    except (AttributeError, KeyError, TypeError, ValueError):
+        raise SourceError("dataset_info.json and features.json of %s do not describe a TFDS dataset; give the "
+                          "version directory that tfds prepared" % path) from None
     return dict(name=info.get("name"), splits=splits, supervised=supervised, features=feats,
                 file_format=info.get("fileFormat", "tfrecord"))
 
@@ -182,7 +201,15 @@ def tfds_class_names(path, key, feature):
     """Class names of a ClassLabel feature: ``<key>.labels.txt`` if written, else "0".."n-1"."""
     names_file = os.path.join(path, "%s.labels.txt" % key)
     if os.path.isfile(names_file):
-        with open(names_file, encoding="utf-8") as f:
-            return [line.rstrip("\n") for line in f if line.rstrip("\n")]
-    n = int(((feature or {}).get("classLabel") or {}).get("numClasses", 0))
+        try:
+            with open(names_file, encoding="utf-8") as f:
+                return [line.rstrip("\n") for line in f if line.rstrip("\n")]
+        except UnicodeDecodeError:
+            raise SourceError("%s is not utf-8 text with one class name a line" % names_file) from None
+    try:
+        n = int(((feature or {}).get("classLabel") or {}).get("numClasses", 0))
+    except (AttributeError, TypeError, ValueError):
+        n = -1
+    if not 0 <= n <= 10 ** 7:
+        raise SourceError("feature %s of %s does not give its number of classes" % (key, path))
     return [str(i) for i in range(n)]

@@ -5,12 +5,14 @@ checked by running their query's count; file readers by reading the file's
 labels, so the classes and the sample count are known at registration.
 """
 
+import csv
 import hashlib
 import json
+import math
 import os
 import zipfile
 
-from . import errors, files, queue
+from . import errors, files, npyfile, queue
 from .errors import (DATA_EXCEPTION, DUPLICATE_OBJECT, INSUFFICIENT_PRIVILEGE, INTERNAL_ERROR, INVALID_PARAMETER,
                      UNDEFINED_FILE, ShiftError)
 from .registry import normalise_input, parse_options
@@ -73,7 +75,10 @@ def register_sql_reader(db, reader_id, query, input="Vision", options=None, bloc
     import sqlglot
     from sqlglot import exp
 
+    from .shiftql import limits
+
     _check_new_reader(db, reader_id, block_size)
+    limits.require_text_size(query or "", "reader query of %s" % reader_id)
     try:
         tree = sqlglot.parse_one(query or "", read="postgres")
     except sqlglot.errors.ParseError as e:
@@ -84,6 +89,9 @@ def register_sql_reader(db, reader_id, query, input="Vision", options=None, bloc
     except sqlglot.errors.SqlglotError as e:
         raise ShiftError("reader query of %s does not parse" % reader_id, errors.SYNTAX_ERROR,
                          detail=str(e).splitlines()[0]) from None
+    except RecursionError:
+        raise ShiftError("reader query of %s is nested too deeply" % reader_id, errors.STATEMENT_TOO_COMPLEX,
+                         hint="write fewer nested parentheses or sub-queries") from None
     if not isinstance(tree, exp.Query):
         raise ShiftError("reader query of %s must be a SELECT" % reader_id, INVALID_PARAMETER)
     if not tree.args.get("order"):
@@ -109,45 +117,42 @@ def register_sql_reader(db, reader_id, query, input="Vision", options=None, bloc
 
 def register_npz_reader(db, reader_id, path, x_key="x", y_key="y", input="Vision", options=None, block_size=1024):
     """A reader over arrays x_key, y_key of a .npz file the server can read."""
-    import numpy as np
-
     _check_new_reader(db, reader_id, block_size)
     _require_file_access(db, reader_id, path, "npz")
     try:
         with open(path, "rb") as f:
             if not zipfile.is_zipfile(f):  # numpy would try it as a pickle, and say so
                 raise ValueError("the file is not a zip archive, which every .npz is")
-        data = np.load(path, mmap_mode="r", allow_pickle=False)
-    except FileNotFoundError:
-        raise ShiftError("file %s of reader %s does not exist" % (path, reader_id), UNDEFINED_FILE) from None
-    except PermissionError:
-        raise ShiftError("file %s of reader %s is not readable by the server" % (path, reader_id), INSUFFICIENT_PRIVILEGE,
-                         hint="make it readable by the database's OS user") from None
+        archive = zipfile.ZipFile(path)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-        raise ShiftError("file %s of reader %s is not a readable npz" % (path, reader_id), INVALID_PARAMETER,
-                         detail=str(e) or "%s at its start" % type(e).__name__,
-                         hint="write it with numpy.savez or numpy.savez_compressed") from None
-    with data:
-        _require_intact_npz(data, path, reader_id)
-        missing = [k for k in (x_key, y_key) if k not in data.files]
+        raise _npz_error(reader_id, path, e) from None
+    with archive:
+        _require_intact_npz(archive, path, reader_id)
+        have = [n[:-4] for n in archive.namelist() if n.endswith(".npy")]
+        missing = [k for k in (x_key, y_key) if k not in have]
         if missing:
             raise ShiftError("npz file %s has no array %s" % (path, missing[0]), INVALID_PARAMETER,
-                             hint="arrays in the file: %s" % ", ".join(data.files))
-        y = np.asarray(data[y_key])
-        n_x = _npz_rows(data, x_key)
-    if y.ndim != 1 or len(y) != n_x:
-        raise ShiftError("npz file %s: %s has %d samples but %s has shape %s" % (path, x_key, n_x, y_key, y.shape),
-                         INVALID_PARAMETER)
-    classes = sorted({str(v) for v in y.tolist()}, key=label_order)
+                             hint="arrays in the file: %s" % (", ".join(have) or "none"))
+        x_shape = _npz_member(archive, path, reader_id, x_key)[0]
+        y = _npz_member(archive, path, reader_id, y_key, load=True)
+    classes = _labels(reader_id, "npz file %s" % path, x_key, x_shape, y_key, y)
     opts = dict(parse_options(options), x_key=x_key, y_key=y_key)
     return _insert_reader(db, reader_id, "npz", path, opts, input, len(y), classes, block_size)
 
 
-def _require_intact_npz(data, path, reader_id):
+def _npz_error(reader_id, path, e):
+    if isinstance(e, (FileNotFoundError, PermissionError)):
+        return _file_error(reader_id, path, e)
+    return ShiftError("file %s of reader %s is not a readable npz" % (path, reader_id), INVALID_PARAMETER,
+                      detail=str(e) or "%s at its start" % type(e).__name__,
+                      hint="write it with numpy.savez or numpy.savez_compressed")
+
+
+def _require_intact_npz(archive, path, reader_id):
     """Every member's CRC-32 as the archive records it: numpy reads a member without checking it."""
     try:
-        damaged = data.zip.testzip()
-    except (OSError, EOFError, zipfile.BadZipFile) as e:
+        damaged = archive.testzip()
+    except (OSError, EOFError, zipfile.BadZipFile, NotImplementedError) as e:
         damaged, why = "?", "%s: %s" % (type(e).__name__, e)
     else:
         why = "its CRC-32 does not match the archive's record"
@@ -156,15 +161,40 @@ def _require_intact_npz(data, path, reader_id):
                          DATA_EXCEPTION, detail=why, hint="write the file again; nothing was registered")
 
 
-def _npz_rows(data, key):
-    """Rows of one array of an open .npz, from its header alone (numpy would read the whole member)."""
+def _npz_member(archive, path, reader_id, key, load=False):
+    """The checked header of one member (its shape, dtype), or with ``load`` the array itself."""
     import numpy as np
 
-    with data.zip.open(key + ".npy") as f:
-        version = np.lib.format.read_magic(f)
-        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        shape = read(f)[0]
-    return shape[0] if shape else 0
+    what = "array %s of npz file %s of reader %s" % (key, path, reader_id)
+    info = archive.getinfo(key + ".npy")
+    try:
+        with archive.open(info) as f:
+            shape, fortran, dtype = npyfile.read_header(f, what)
+            npyfile.require_length(what, info.file_size - f.tell(), shape, dtype)
+            if not load:
+                return shape, dtype
+            data = np.frombuffer(f.read(), dtype=dtype)
+    except npyfile.NpyError as e:
+        raise ShiftError(str(e), INVALID_PARAMETER, hint="write it with numpy.savez; nothing was registered") \
+            from None
+    return data.reshape(shape, order="F" if fortran else "C")
+
+
+def _labels(reader_id, where, x_name, x_shape, y_name, y):
+    """The classes of 1-D labels with one entry per sample, in label order; a damaged label is refused."""
+    import numpy as np
+
+    if len(x_shape) == 0:
+        raise ShiftError("%s: %s is a single value, not an array of samples" % (where, x_name), INVALID_PARAMETER)
+    if y.ndim != 1 or len(y) != x_shape[0]:
+        raise ShiftError("%s: %s has %d samples but %s has shape %s" % (where, x_name, x_shape[0], y_name,
+                                                                         tuple(y.shape)),
+                         INVALID_PARAMETER, hint="labels are a 1-D array with one entry per sample")
+    if y.dtype.kind == "f" and not np.isfinite(y).all():
+        first = int(np.argmax(~np.isfinite(y)))
+        raise ShiftError("%s: label of sample %d is %s" % (where, first, y[first]), DATA_EXCEPTION,
+                         hint="every sample needs a finite label; nothing was registered")
+    return sorted({str(v) for v in y.tolist()}, key=label_order)
 
 
 def label_order(label):
@@ -198,6 +228,11 @@ def _file_error(reader_id, path, e):
                       detail=str(e).splitlines()[0] if str(e) else type(e).__name__)
 
 
+def _source_error(e):
+    """A file source's own complaint: a missing file is 58P01, anything else about it a bad parameter."""
+    return ShiftError(str(e), UNDEFINED_FILE if isinstance(e, files.MissingSource) else INVALID_PARAMETER)
+
+
 def _classes_or_error(reader_id, labels):
     if "" in labels or None in labels:
         raise ShiftError("reader %s has samples without a label" % reader_id, INVALID_PARAMETER)
@@ -215,22 +250,39 @@ def register_npy_reader(db, reader_id, x_path, y_path, input="Vision", options=N
     import numpy as np
 
     _check_new_reader(db, reader_id, block_size)
-    arrays = []
     for path in (x_path, y_path):
         _require_file_access(db, reader_id, path, "npy")
-        try:
-            arrays.append(np.load(path, mmap_mode="r", allow_pickle=False))
-        except (OSError, ValueError) as e:
-            raise _file_error(reader_id, path, e) from None
-    x, y = arrays
-    if x.ndim == 0 or y.ndim != 1 or len(y) != x.shape[0]:
-        raise ShiftError("npy files of %s: %s has shape %s but %s has shape %s" % (reader_id, x_path, x.shape,
-                                                                                   y_path, y.shape),
-                         INVALID_PARAMETER, hint="labels are a 1-D array with one entry per sample")
-    classes = sorted({str(v) for v in np.asarray(y).tolist()}, key=label_order)
+    x_shape = _npy_header(reader_id, x_path)[0]
+    y = np.array(_npy_map(reader_id, y_path))
+    classes = _labels(reader_id, "npy files of %s" % reader_id, x_path, x_shape, y_path, y)
     opts = dict(parse_options(options), y_path=y_path)
     return _insert_reader(db, reader_id, "npy", x_path, opts, _input_or(input, "Vision"), len(y), classes,
                           block_size)
+
+
+def _npy_header(reader_id, path):
+    """(shape, fortran, dtype, data offset) of a .npy file whose length matches its header."""
+    what = "npy file %s of reader %s" % (path, reader_id)
+    try:
+        with open(path, "rb") as f:
+            shape, fortran, dtype = npyfile.read_header(f, what)
+            offset = f.tell()
+            npyfile.require_length(what, os.fstat(f.fileno()).st_size - offset, shape, dtype)
+    except npyfile.NpyError as e:
+        raise ShiftError(str(e), INVALID_PARAMETER, hint="write it with numpy.save; nothing was registered") \
+            from None
+    except OSError as e:
+        raise _file_error(reader_id, path, e) from None
+    return shape, fortran, dtype, offset
+
+
+def _npy_map(reader_id, path):
+    import numpy as np
+
+    shape, fortran, dtype, offset = _npy_header(reader_id, path)
+    if not npyfile.data_bytes(shape, dtype):
+        return np.empty(shape, dtype)
+    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C")
 
 
 def register_csv_reader(db, reader_id, path, label_column="label", x_columns=None, input=None, options=None,
@@ -249,8 +301,8 @@ def register_csv_reader(db, reader_id, path, label_column="label", x_columns=Non
         n, labels, names, first = files.csv_summary(path, label_column or "label", list(x_columns or []) or None,
                                                     opts)
     except files.SourceError as e:
-        raise ShiftError(str(e), INVALID_PARAMETER) from None
-    except (OSError, UnicodeDecodeError) as e:
+        raise _source_error(e) from None
+    except (OSError, EOFError, UnicodeDecodeError, LookupError, csv.Error) as e:  # EOFError: a cut .gz
         raise _file_error(reader_id, path, e) from None
     kind = _input_or(input, files.guess_csv_input(first, len(names)))
     if kind in ("Vision", "Text") and len(names) != 1:
@@ -259,7 +311,10 @@ def register_csv_reader(db, reader_id, path, label_column="label", x_columns=Non
     if kind == "Tabular":
         for name, value in zip(names, first):
             try:
-                float(value)
+                if not math.isfinite(float(value)):
+                    raise ShiftError("column %s of csv file %s holds %r in its first row, not a finite number"
+                                     % (name, path, value), DATA_EXCEPTION,
+                                     hint="fill in the missing values; nothing was registered")
             except ValueError:
                 raise ShiftError("column %s of csv file %s holds %r, not a number" % (name, path, value),
                                  INVALID_PARAMETER,
@@ -278,7 +333,7 @@ def register_imagefolder_reader(db, reader_id, path, options=None, block_size=10
     try:
         counts = files.imagefolder_counts(path, files.extensions(opts))
     except files.SourceError as e:
-        raise ShiftError(str(e), UNDEFINED_FILE) from None
+        raise _source_error(e) from None
     except OSError as e:
         raise _file_error(reader_id, path, e) from None
     if not counts:
@@ -300,7 +355,7 @@ def register_tfds_reader(db, reader_id, path, split="train", x_key=None, y_key=N
     try:
         info = files.tfds_info(path)
     except files.SourceError as e:
-        raise ShiftError(str(e), UNDEFINED_FILE) from None
+        raise _source_error(e) from None
     except OSError as e:
         raise _file_error(reader_id, path, e) from None
     split = split or "train"
@@ -318,7 +373,12 @@ def register_tfds_reader(db, reader_id, path, split="train", x_key=None, y_key=N
     if files.tfds_feature_kind(feats[y_key]) != "ClassLabel":
         raise ShiftError("label feature %s of tfds dataset %s is not a ClassLabel" % (y_key, path), INVALID_PARAMETER,
                          hint="name a ClassLabel feature in y_key")
-    classes = files.tfds_class_names(path, y_key, feats[y_key])
+    try:
+        classes = files.tfds_class_names(path, y_key, feats[y_key])
+    except files.SourceError as e:
+        raise _source_error(e) from None
+    except OSError as e:
+        raise _file_error(reader_id, path, e) from None
     x_kind = files.tfds_feature_kind(feats[x_key])
     guessed = {"Image": "Vision", "Text": "Text"}.get(x_kind, "Tabular")
     opts = dict(parse_options(options), split=split, x_key=x_key, y_key=y_key, labels="index")

@@ -173,6 +173,9 @@ class Catalog:
     def model_ids(self):
         return []
 
+    def check_interrupts(self):
+        """A point where a pending cancel may stop the translation; there is none outside a database."""
+
 
 class StaticCatalog(Catalog):
     """A catalog given as values (tests, and translating without a database)."""
@@ -258,3 +261,7 @@ class DatabaseCatalog(Catalog):
 
     def model_ids(self):
         return [r["model_id"] for r in self.db.execute("SELECT model_id FROM shift.models")]
+
+    def check_interrupts(self):
+        # Python in a backend is not interrupted; running a statement lets PostgreSQL act on a cancel
+        self.db.execute("SELECT 1")

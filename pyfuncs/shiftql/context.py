@@ -6,6 +6,7 @@ from typing import Callable
 from sqlglot import exp
 
 from . import catalog
+from .limits import Interrupts
 from .plan import PlanNode
 from .positions import located
 
@@ -52,6 +53,7 @@ class Context:
     catalog: catalog.Catalog
     query: Callable = None      # (context, node, label) -> Built
     plain: Callable = None      # (context, select, scope) -> Built
+    interrupts: Interrupts = field(default_factory=Interrupts)  # where a pending cancel may stop the work
     names: dict = field(default_factory=dict)         # lower-case query name -> Named
     implicit: dict = field(default_factory=dict)      # CTE name -> Named of a view nested in a query
     ctes: list = field(default_factory=list)          # (name, body) in definition order

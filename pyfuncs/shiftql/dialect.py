@@ -43,6 +43,7 @@ from sqlglot.dialects.postgres import Postgres
 from sqlglot.errors import ErrorLevel, TokenError
 from sqlglot.tokens import TokenType
 
+from . import limits
 from .nodes import CreateView, DropView, NamedQuery, QueryRef, ScoringClause, Script, SyntaxProblem, WithQuery
 from .tokens import drop_shift_tags, merge_number_suffixes, tokenize_problem
 
@@ -77,6 +78,12 @@ class ShiftQL(Postgres):
     class Parser(Postgres.Parser):
         # Q4 of §3.2: ORDER BY / LIMIT after the last SELECT of a UNION are that SELECT's own
         MODIFIERS_ATTACHED_TO_SET_OP = False
+        interrupts = None  # limits.Interrupts, stepped once a token
+
+        def _advance(self, times=1):
+            super()._advance(times)
+            if self.interrupts is not None:
+                self.interrupts.step()
 
         # words that PostgreSQL reserves and that shape a SHiFT-QL query are never names,
         # so `ORDER BY LIMIT` is a syntax error, not a column called "limit"
@@ -411,14 +418,29 @@ class ShiftQL(Postgres):
             return "%s%s%s" % (sql, self.sep(), self.sql(scoring)) if scoring is not None else sql
 
 
-def parse_script(text):
-    """The Script of a SHiFT-QL text; raises SyntaxProblem (or another sqlglot error) if it is not one."""
+def parse_script(text, interrupts=None):
+    """The Script of a SHiFT-QL text; raises SyntaxProblem (or another sqlglot error) if it is not one.
+
+    A text beyond the limits of limits.py is refused before the stage it would make too big;
+    ``interrupts`` (limits.Interrupts) is checked between the stages and while parsing.
+    """
+    interrupts = interrupts or limits.Interrupts()
+    limits.require_text_size(text)
     dialect = ShiftQL()
-    statements = dialect.parser(error_level=ErrorLevel.IMMEDIATE).parse(dialect.tokenize(text), text)
+    tokens = dialect.tokenize(text)
+    limits.require_token_count(len(tokens))
+    interrupts.check()
+    parser = dialect.parser(error_level=ErrorLevel.IMMEDIATE)
+    parser.interrupts = interrupts
+    statements = parser.parse(tokens, text)
+    del tokens
     flat = []
     for statement in statements:
         flat += statement.expressions if isinstance(statement, Script) else [statement]
-    return Script(expressions=[s for s in flat if s is not None])
+    script = Script(expressions=[s for s in flat if s is not None])
+    limits.require_node_count(script, interrupts)
+    interrupts.check()
+    return script
 
 
 def to_shiftql(expression):

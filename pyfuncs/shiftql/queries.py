@@ -19,6 +19,7 @@ _UNSUPPORTED = (("windows", "WINDOW"), ("qualify", "QUALIFY"), ("into", "INTO"),
 
 def query(ctx, node, label):
     """The Built of any SHiFT-QL query; label names the CTEs it adds (its pool, its parts)."""
+    ctx.interrupts.step()
     if isinstance(node, exp.Subquery) and not node.alias:
         return query(ctx, node.this, label)
     if isinstance(node, WithQuery):

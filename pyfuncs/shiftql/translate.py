@@ -63,12 +63,13 @@ means; a nested query goes through them again by `Context.query`.
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
-from ..errors import FEATURE_NOT_SUPPORTED, SYNTAX_ERROR, ShiftError
+from ..errors import FEATURE_NOT_SUPPORTED, STATEMENT_TOO_COMPLEX, SYNTAX_ERROR, ShiftError
 from .catalog import Catalog
 from .context import Context
 from .dialect import CreateView, DropView, NamedQuery, QueryRef, SyntaxProblem, WithQuery, parse_script
 from .expressions import plain
 from .generate import finish, sql, translation_of
+from .limits import Interrupted, Interrupts
 from .named import check_new_name, define
 from .plan import PlanNode, ScoringRequest, ScoringUse, SimilarityUse, Statement, Translation
 from .positions import SYNOPSIS, offset_of, syntax_error
@@ -87,12 +88,15 @@ def translate(text, catalog=None, pretty=False):
     """The PostgreSQL of a SHiFT-QL text; every failure is a ShiftError."""
     if not isinstance(text, str):
         raise ShiftError("a SHiFT-QL query must be text, not %s" % type(text).__name__, SYNTAX_ERROR)
+    catalog = catalog if catalog is not None else Catalog()
+    interrupts = Interrupts(catalog.check_interrupts)
     try:
-        script = parse_script(text)
-        return _script(Context(text, catalog if catalog is not None else Catalog(), query=query,
-                               plain=plain), script, pretty)
+        script = parse_script(text, interrupts)
+        return _script(Context(text, catalog, query=query, plain=plain, interrupts=interrupts), script, pretty)
     except ShiftError:
         raise
+    except Interrupted as interrupted:  # a cancel: PostgreSQL's own error, not a bad query
+        raise interrupted.error from None
     except SyntaxProblem as problem:
         raise syntax_error(text, problem.start, problem.end, problem.at_end, problem.expected) from None
     except ParseError as error:
@@ -102,8 +106,8 @@ def translate(text, catalog=None, pretty=False):
     except TokenError as error:
         start = error.start if error.start is not None else 0
         raise syntax_error(text, start, start, False, "valid SHiFT-QL text") from None
-    except RecursionError:
-        raise ShiftError("the query is nested too deeply", SYNTAX_ERROR,
+    except RecursionError:  # PostgreSQL's stack depth limit has this SQLSTATE too
+        raise ShiftError("the query is nested too deeply", STATEMENT_TOO_COMPLEX,
                          hint="write fewer nested parentheses or sub-queries") from None
     except Exception as error:  # SqlglotError or a gap here: still reported as a bad query, never raw
         raise ShiftError("could not translate the query: %s" % (str(error).splitlines() or [""])[0][:200],
@@ -118,6 +122,7 @@ def _script(ctx, script, pretty):
     out = []
     plan = None
     for i, statement in enumerate(statements):
+        ctx.interrupts.check()
         last = i == len(statements) - 1
         if isinstance(statement, NamedQuery) and not statement.args.get("inline") and not last:
             define(ctx, statement)
@@ -138,8 +143,11 @@ def _script(ctx, script, pretty):
                     "a SHiFT-QL query returns models; this one returns %s"
                     % ("data readers" if built.key == "reader_id" else "no model ids"), FEATURE_NOT_SUPPORTED,
                     hint=_READERS_HINT if built.key == "reader_id" else SYNOPSIS), statement)
-            out.append(Statement("query", sql(finish(ctx, built), pretty)))
+            final = finish(ctx, built)
+            ctx.interrupts.check()
+            out.append(Statement("query", sql(final, pretty)))
             plan = built.plan
+    ctx.interrupts.check()
     return translation_of(ctx, script, out, plan)
 
 

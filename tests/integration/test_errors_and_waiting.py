@@ -1,5 +1,6 @@
 """Bad input gets a SQLSTATE error and leaves nothing behind; waiting honours timeouts, cancel and dead workers."""
 
+import gzip
 import os
 import signal
 import struct
@@ -214,3 +215,98 @@ def test_query_needs_read_committed(db, registered):
             conn.execute("SELECT * FROM shift.score('Linear', '{\"lr\": 0.3, \"epochs\": 1}', %s, "
                          "'TestDigits', 'TrainDigits')", (registered["models"],))
         assert info.value.diag.sqlstate == "25000"
+
+
+def _bad_reader_files(directory):
+    """Files of every file kind that registration must refuse, each readable by the server."""
+    rng = np.random.default_rng(0)
+    noise = bytes(rng.integers(0, 256, 4096, dtype=np.uint8))
+    good_x = directory / "x.npy"
+    np.save(good_x, np.ones((10, 4), np.float32))
+    gz = gzip.compress(bytes(b"a,label\n" + b"".join(b"%d,x\n" % v for v in rng.integers(0, 10 ** 6, 2000))))
+    blobs = {"random.npy": noise, "cut.npy": good_x.read_bytes()[:-20], "empty.npy": b"",
+             "cut.csv.gz": gz[:len(gz) // 2], "nan.csv": b"a,label\nnan,x\n",
+             "tfds/dataset_info.json": noise, "tfds/features.json": b"{}"}
+    (directory / "tfds").mkdir(exist_ok=True)
+    (directory / "tfds").chmod(0o755)
+    for name, data in blobs.items():
+        (directory / name).write_bytes(data)
+    np.save(directory / "objects.npy", np.array([{"a": 1}] * 10, dtype=object), allow_pickle=True)
+    np.save(directory / "nan_y.npy", np.array([0.0, np.nan] * 5))
+    for path in directory.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return good_x
+
+
+def test_bad_files_of_every_kind_are_refused_with_a_sqlstate(db, registered, cluster):
+    directory = cluster.server_readable_dir("bad-files")
+    good_x = str(_bad_reader_files(directory))
+    npy = "SELECT shift.register_npy_reader('r', %s, %s)"
+    cases = [(npy, (str(directory / "random.npy"), good_x), "22023", "magic string"),
+             (npy, (good_x, str(directory / "cut.npy")), "22023", "cut short"),
+             (npy, (str(directory / "empty.npy"), good_x), "22023", "is empty"),
+             (npy, (str(directory / "objects.npy"), good_x), "22023", "Python objects"),
+             (npy, (good_x, str(directory / "nan_y.npy")), "22000", "label of sample 1 is nan"),
+             ("SELECT shift.register_csv_reader('r', %s)", (str(directory / "cut.csv.gz"),), "22023",
+              "cannot be read"),
+             ("SELECT shift.register_csv_reader('r', %s)", (str(directory / "nan.csv"),), "22000",
+              "not a finite number"),
+             ("SELECT shift.register_tfds_reader('r', %s)", (str(directory / "tfds"),), "22023", "not valid json")]
+    with db.connect() as conn:
+        before = counts(conn)
+        for sql, args, sqlstate, said in cases:
+            d = fails(conn, sql, args, sqlstate)
+            everything = " ".join(t for t in (d.message_primary, d.message_detail, d.message_hint) if t)
+            assert said in everything, (args, everything)
+            assert "allow_pickle" not in everything and "trust" not in everything, args
+        assert counts(conn) == before
+
+
+def _ors(n):
+    return "SELECT ModelId FROM Models WHERE " + " OR ".join("NumParams = %d" % i for i in range(n))
+
+
+def test_a_huge_query_is_refused_before_it_is_parsed(db, registered):
+    with db.connect() as conn:
+        before = counts(conn)
+        d = fails(conn, "SELECT * FROM shift.query(%s)", (_ors(500_000),), "54000")  # 10 MB
+        assert "is longer than the limit of 262144" in d.message_primary
+        d = fails(conn, "SELECT shift.translate(%s)", (_ors(11_000),), "54001")
+        assert "more than the limit of 50000 syntax nodes" in d.message_primary
+        fails(conn, "SELECT shift.translate(%s)", ("SELECT ModelId FROM Models WHERE " + "(" * 3000 + "1 = 1"
+                                                  + ")" * 3000,), "54001")
+        assert counts(conn) == before
+
+
+def test_statement_timeout_cancels_a_long_translation(db, registered):
+    text = _ors(9_000)  # within the limits, and seconds of work
+    with db.connect() as conn:
+        started = time.monotonic()
+        conn.execute("SELECT shift.translate(%s)", (text,))
+        whole = time.monotonic() - started
+        conn.execute("SET statement_timeout = '300ms'")
+        started = time.monotonic()
+        with pytest.raises(errors.QueryCanceled):
+            conn.execute("SELECT shift.translate(%s)", (text,))
+        cancelled = time.monotonic() - started
+        conn.execute("RESET statement_timeout")
+    assert whole > 1.5 and cancelled < min(1.0, whole / 2), (whole, cancelled)
+
+
+def test_a_non_finite_sample_fails_the_query_naming_it(db, registered, worker, cluster):
+    x, y = registered["test"]
+    x = np.array(x, dtype=np.float32)
+    x[7].flat[3] = np.nan
+    path = cluster.server_readable_dir("nan-npz") / "nan.npz"
+    np.savez(path, x=x, y=y)
+    path.chmod(0o644)
+    with db.connect() as conn:
+        conn.execute("SELECT shift.register_npz_reader('NanDigits', %s)", (str(path),))
+        try:
+            d = fails(conn, "SELECT * FROM shift.query('SELECT ModelId FROM Models WHERE ModelId = ''%s'' "
+                            "ORDER BY CosineNN LIMIT 1 TESTED ON NanDigits TRAINED ON TrainDigits')"
+                      % registered["models"][0], sqlstate="38000")
+            assert "sample 7 of reader NanDigits (file %s) holds a non-finite value (nan)" % path \
+                in d.message_primary
+        finally:
+            conn.execute("SELECT shift.drop_reader('NanDigits')")

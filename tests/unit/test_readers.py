@@ -7,6 +7,7 @@ import torch
 from gpu_daemon import preprocess as prep
 from gpu_daemon import readers
 from gpu_daemon.readers import NpzArray, block_range, decode_sql_x, iter_blocks, label_ids, reader_blocks
+from pyfuncs.errors import ShiftError
 
 
 def _reader(path, n, classes, block_size, **options):
@@ -95,8 +96,9 @@ def test_npz_array_slices_without_loading_everything(tmp_path):
 def test_objects_are_refused(tmp_path):
     path = tmp_path / "obj.npz"
     np.savez(path, x=np.array([b"a", None], dtype=object), y=np.array([0, 1]))
-    with pytest.raises(ValueError, match="Python objects"):
+    with pytest.raises(ShiftError, match="Python objects") as info:
         NpzArray(str(path), "x", "r9")
+    assert info.value.sqlstate == "22000" and "allow_pickle" not in info.value.message + info.value.hint
 
 
 # -- pure helpers of the SQL path ---------------------------------------------------------------
@@ -303,3 +305,94 @@ def test_tfds_reader_matches_tfds(tmp_path):
     assert list(ids) == [int(r["label"]) for r in ref]
     (_, part, part_ids), = iter_blocks(reader, [2])
     assert part == xs[8:] and list(part_ids) == list(ids[8:])
+
+
+# -- what every block is checked for ------------------------------------------------------------------
+
+def _damaged(reader, blocks=None):
+    with pytest.raises(ShiftError) as info:
+        _all(reader, blocks)
+    assert info.value.sqlstate == "22000", info.value.message
+    return info.value.message
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_a_non_finite_sample_names_the_reader_file_and_sample(tmp_path, bad):
+    x = np.ones((12, 3), np.float32)
+    x[7, 1] = bad
+    np.savez(tmp_path / "d.npz", x=x, y=np.zeros(12, int))
+    reader = _reader(tmp_path / "d.npz", 12, ["0"], 5)
+    assert _damaged(reader) == "sample 7 of reader r1 (file %s) holds a non-finite value (%s); 1 of the 5 " \
+                               "samples read of block 1 have one" % (tmp_path / "d.npz", bad)
+    _all(reader, [0, 2])  # the other blocks are sound
+
+
+def test_a_non_finite_csv_cell_is_refused_where_it_is(tmp_path):
+    (tmp_path / "t.csv").write_text("a,b,label\n1,2,x\n3,4,y\n5,inf,x\n")
+    reader = _file_reader("csv", tmp_path / "t.csv", 3, ["x", "y"], 2, input="Tabular", label_column="label",
+                          x_columns=["a", "b"])
+    assert _damaged(reader).startswith("sample 2 of reader r1 (file %s) holds a non-finite value (inf)"
+                                       % (tmp_path / "t.csv"))
+
+
+@pytest.mark.parametrize("save", [np.savez, np.savez_compressed])
+def test_a_damaged_npz_member_is_found_when_read(tmp_path, save):
+    import struct
+    import zipfile
+
+    path = tmp_path / "d.npz"
+    save(path, x=np.arange(4000, dtype=np.float32).reshape(1000, 4), y=np.zeros(1000, int))
+    raw = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as z:
+        member = z.getinfo("x.npy")
+    name_len, extra_len = struct.unpack("<HH", raw[member.header_offset + 26:member.header_offset + 30])
+    raw[member.header_offset + 30 + name_len + extra_len + member.compress_size // 2] ^= 0x01
+    path.write_bytes(bytes(raw))
+    message = _damaged(_reader(path, 1000, ["0"], 100))
+    assert "array x of npz file %s of reader r1 is damaged" % path in message
+    assert "CRC-32" in message
+
+
+def test_an_npy_file_cut_since_registration_is_refused(tmp_path):
+    np.save(tmp_path / "x.npy", np.ones((10, 4), np.float32))
+    np.save(tmp_path / "y.npy", np.zeros(10, int))
+    raw = (tmp_path / "x.npy").read_bytes()
+    (tmp_path / "x.npy").write_bytes(raw[:-16])
+    reader = _file_reader("npy", tmp_path / "x.npy", 10, ["0"], 4, y_path=str(tmp_path / "y.npy"))
+    assert "the file was cut short" in _damaged(reader)
+
+
+def test_a_shape_option_that_does_not_fit_names_the_block(npz):
+    path, _, _ = npz
+    reader = _reader(path, 23, ["0", "1", "2", "3"], block_size=10, x_key="flat", y_key="ints", shape=[3, 3])
+    assert _damaged(reader, [1]).startswith("sample 10 of reader r1 (file %s) has shape (20,), which does not hold "
+                                            "the option shape [3, 3]" % path)
+
+
+def test_empty_images_null_samples_and_unknown_labels_are_refused():
+    reader = _file_reader("imagefolder", "/data/f", 3, ["a", "b"], 3)
+    with pytest.raises(ShiftError, match=r"^sample 1 of reader r1 \(folder /data/f\) is empty \(0 bytes\)"):
+        readers.check_samples(reader, 0, [b"png", b"", b"png"], np.zeros(3, np.int32))
+    with pytest.raises(ShiftError, match=r"^sample 2 of reader r1 \(folder /data/f\) is NULL"):
+        readers.check_samples(reader, 0, ["a", "b", None], np.zeros(3, np.int32))
+    with pytest.raises(ShiftError, match=r"^sample 1 of .* has label id 2, not one of its 2 classes"):
+        readers.check_samples(reader, 0, ["a", "b", "c"], np.array([0, 2, 1], np.int32))
+    with pytest.raises(ShiftError, match=r"gave 2 samples and 3 labels for block 0, which has 3"):
+        readers.check_samples(reader, 0, ["a", "b"], np.zeros(3, np.int32))
+    with pytest.raises(ShiftError, match=r"^sample 0 of .* non-finite value \(nan\)"):
+        readers.check_samples(reader, 0, [np.array([np.nan]), np.ones(1), np.ones(1)], np.zeros(3, np.int32))
+
+
+def test_a_sql_sample_that_cannot_be_read_names_its_position():
+    reader = dict(_file_reader("sql", "SELECT ...", 3, ["a"], 3))
+    with pytest.raises(ShiftError, match=r"^sample 5 of reader r1 cannot be read: an array sample contains NULL"):
+        readers._sql_sample(reader, [1.0, None], None, 5)
+
+
+def test_a_cut_hf_dataset_is_a_clear_error(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    datasets.Dataset.from_dict({"x": [[1.0, 2.0]] * 50, "label": [0, 1] * 25}).save_to_disk(str(tmp_path / "d"))
+    arrow, = (tmp_path / "d").glob("*.arrow")
+    arrow.write_bytes(arrow.read_bytes()[:300])
+    with pytest.raises(ValueError, match="is not a dataset written by save_to_disk"):
+        readers.describe_hf(str(tmp_path / "d"), {})

@@ -160,6 +160,7 @@ ESCALATIONS = [
     ("SELECT shift.register_model('evil', 'onnx', '/models/x.onnx')", None, "42501"),
     ("SELECT shift.register_model('evil', 'timm', 'resnet18', checkpoint => '/etc/passwd')", None, "42501"),
     ("SELECT shift.register_npz_reader('Evil', '/etc/passwd')", None, "42501"),
+    ("SELECT shift.drop_model('shapes10.resnet10t')", None, "42501"),  # shared, but not the user's
     # the SECURITY DEFINER functions refuse a caller the session may not act for
     ("SELECT shift._store_model('postgres', '{\"model_id\": \"evil\", \"source\": \"torchscript\", "
      "\"locator\": \"/etc/passwd\", \"framework\": \"pytorch\", \"input\": \"Vision\"}')", None, "42501"),
@@ -290,3 +291,37 @@ def test_server_files_and_code_need_their_roles(udb, roles, cluster):
             query(conn, "SELECT ModelId FROM Models WHERE Input = 'Vision' ORDER BY CosineNN LIMIT 1 "
                         "TESTED ON CarolDigits TRAINED ON CarolDigits")
         assert "pg_read_server_files" in str(info.value)
+
+
+def test_every_documented_example_runs_as_a_user(cluster, zoo, roles):
+    """docs/shiftql.md, in order, as a user whose readers an admin shared with everyone."""
+    from tests.integration.conftest import SMALL_READERS, TASK2VEC, setup_shiftql
+    from tests.integration.test_shiftql_docs import run_examples
+
+    user = roles["bob"]
+    with Database(cluster, "shift_ql_user") as database:
+        setup_shiftql(database, cluster, zoo, "shift_ql_user")
+        with database.connect() as conn:
+            conn.execute("SELECT shift.grant_usage(%s::regrole)", (user,))
+            for reader in sorted(set(TASK2VEC) | set(SMALL_READERS)):
+                conn.execute("SELECT shift.grant_reader(%s, 'public')", (reader,))
+            conn.execute(sql.SQL("GRANT CREATE ON SCHEMA public, analytics TO {0}; "
+                                 "GRANT SELECT ON public.licences, public.latencies TO {0}").format(
+                sql.Identifier(user)))
+        worker = WorkerProcess(database.worker_dsn, cluster.home / "worker-ql-user.log", "ql-user").wait_ready()
+        try:
+            with connect_as(database, user) as conn:
+                run_examples(conn)
+        finally:
+            worker.stop()
+
+
+def test_the_cluster_trusts_no_one_by_default(udb, roles, cluster):
+    with pytest.raises(psycopg.OperationalError, match="password"):
+        psycopg.connect(make_conninfo(udb.dsn, user=roles["alice"], password="wrong")).close()
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(make_conninfo(udb.dsn, user=roles["alice"], host="127.0.0.1", password="")).close()
+    # only the server's and the project's OS users enter the socket directory
+    assert cluster.socket_dir.resolve().stat().st_mode & 0o007 == 0
+    with psycopg.connect(cluster.dsn(udb.name)) as conn:  # what `shift dsn` prints
+        assert conn.execute("SELECT current_user").fetchone()[0] == "postgres"

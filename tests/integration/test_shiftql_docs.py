@@ -40,44 +40,49 @@ def _fails(run, sqlstate):
 
 
 def test_every_example_runs(shiftql_db):
+    with shiftql_db.connect() as conn:
+        run_examples(conn)
+
+
+def run_examples(conn):
+    """Run every example of the document on `conn`, in order, checking what each must show."""
     from pyfuncs import scorers
 
     ran = 0
-    with shiftql_db.connect() as conn:
-        for lang, info, body in examples():
-            if lang == "shiftql":
-                expected = re.fullmatch(r"error=([0-9A-Z]{5})", info)
-                if expected:
-                    _fails(lambda: conn.execute("SELECT * FROM shift.query(%s)", (body,)).fetchall(),
-                           expected.group(1))
-                    if expected.group(1) in ("0A000", "55000"):  # it translates; running it is what fails
-                        assert conn.execute("SELECT shift.translate(%s)", (body,)).fetchone()[0]
-                    else:
-                        _fails(lambda: conn.execute("SELECT shift.translate(%s)", (body,)), expected.group(1))
-                else:
+    for lang, info, body in examples():
+        if lang == "shiftql":
+            expected = re.fullmatch(r"error=([0-9A-Z]{5})", info)
+            if expected:
+                _fails(lambda: conn.execute("SELECT * FROM shift.query(%s)", (body,)).fetchall(),
+                       expected.group(1))
+                if expected.group(1) in ("0A000", "55000"):  # it translates; running it is what fails
                     assert conn.execute("SELECT shift.translate(%s)", (body,)).fetchone()[0]
-                    rows = conn.execute("SELECT * FROM shift.query(%s)", (body,)).fetchall()
-                    if not body.lstrip().upper().startswith(("CREATE", "DROP")):
-                        assert rows, body  # the fixture answers every example with some rows
-            elif lang == "sql":
-                conn.execute(body)
-            elif lang == "python":
-                before = dict(scorers.REGISTRY)
-                try:
-                    exec(compile(body, str(DOC), "exec"), {})
-                    from pyfuncs.shiftql import translate
-                    for name in set(scorers.REGISTRY) - set(before):
-                        assert scorers.REGISTRY[name].name in body
-                    translate("SELECT ModelId FROM Models ORDER BY KNN7(metric='euclidean') LIMIT 1 "
-                              "TESTED ON a TRAINED ON b")
-                    translate("CREATE DATASET SIMILARITY VIEW v AS SELECT DataReaderId FROM DataReaders "
-                              "ORDER BY Task2VecL2 LIMIT 1 TESTED AGAINST a")
-                finally:
-                    scorers.REGISTRY.clear()
-                    scorers.REGISTRY.update(before)
+                else:
+                    _fails(lambda: conn.execute("SELECT shift.translate(%s)", (body,)), expected.group(1))
             else:
-                continue
-            ran += 1
-        assert conn.execute("SELECT count(*) FROM shift.views WHERE view_name IN "
-                            "('linear_top2', 'similar_readers')").fetchone()[0] == 0
+                assert conn.execute("SELECT shift.translate(%s)", (body,)).fetchone()[0]
+                rows = conn.execute("SELECT * FROM shift.query(%s)", (body,)).fetchall()
+                if not body.lstrip().upper().startswith(("CREATE", "DROP")):
+                    assert rows, body  # the fixture answers every example with some rows
+        elif lang == "sql":
+            conn.execute(body)
+        elif lang == "python":
+            before = dict(scorers.REGISTRY)
+            try:
+                exec(compile(body, str(DOC), "exec"), {})
+                from pyfuncs.shiftql import translate
+                for name in set(scorers.REGISTRY) - set(before):
+                    assert scorers.REGISTRY[name].name in body
+                translate("SELECT ModelId FROM Models ORDER BY KNN7(metric='euclidean') LIMIT 1 "
+                          "TESTED ON a TRAINED ON b")
+                translate("CREATE DATASET SIMILARITY VIEW v AS SELECT DataReaderId FROM DataReaders "
+                          "ORDER BY Task2VecL2 LIMIT 1 TESTED AGAINST a")
+            finally:
+                scorers.REGISTRY.clear()
+                scorers.REGISTRY.update(before)
+        else:
+            continue
+        ran += 1
+    assert conn.execute("SELECT count(*) FROM shift.views WHERE view_name IN "
+                        "('linear_top2', 'similar_readers')").fetchone()[0] == 0
     assert ran == len([e for e in examples() if e[0] in ("shiftql", "sql", "python")])

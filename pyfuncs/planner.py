@@ -166,8 +166,11 @@ def successive_halving(req, sched):
 
 # -- the cost model's inputs, measured ------------------------------------------------
 
-def measure(req):
-    """L_i, I_i (per live device), t_N, t_O, E_Proxy, P and the survival tendency, as measured (§4.2)."""
+def measure(req, run_here=True):
+    """L_i, I_i (per live device), t_N, t_O, E_Proxy, P and the survival tendency, as measured (§4.2).
+
+    With run_here false (shift.explain, which runs nothing) an E_Proxy no worker measured yet is an
+    error rather than timed here on synthetic features."""
     db = req.db
     load, infer = model_costs(db, req.models)
     unmeasured = [m for m in req.models if m not in infer]
@@ -178,7 +181,7 @@ def measure(req):
                   [req.train["reader_id"]]) or db.one(
         "SELECT per_sample_seconds AS s FROM shift.reader_costs WHERE reader_id = $1", ["text"],
         [req.test["reader_id"]])
-    e_proxy, t_o = proxy_costs(req)
+    e_proxy, t_o = proxy_costs(req, run_here)
     return costmodel.CostInputs(
         train_samples=req.train["num_samples"], test_samples=req.test["num_samples"], devices=req.devices,
         load_seconds=load, infer_seconds=infer, read_seconds=read["s"] if read else 0.0,
@@ -226,12 +229,15 @@ def survival(req):
     return {"survival": statistics.fmean(observed) if observed else 1.0, "survival_observed": len(observed)}
 
 
-def proxy_costs(req):
+def proxy_costs(req, run_here=True):
     """E_Proxy and t_O as workers measured them for this proxy, else measured here on synthetic features."""
     row = req.db.one("SELECT per_sample_seconds AS e, feature_read_seconds AS o FROM shift.proxy_costs "
                      "WHERE proxy = $1 AND params = $2", ["text", "jsonb"], [req.proxy, canonical_json(req.params)])
     if row:
         return row["e"], row["o"]
+    if not run_here:
+        raise ShiftError("no worker has measured the cost of proxy %s with these parameters yet" % req.proxy,
+                         INTERNAL_ERROR)
     dims = [r["feature_dim"] for r in req.db.execute(
         "SELECT feature_dim FROM shift.models WHERE model_id = ANY($1) AND feature_dim IS NOT NULL",
         ["text[]"], [req.models])]
@@ -285,7 +291,7 @@ def describe(req):
                                  budget=setting(req.db, "shift.sh_budget", None, int),
                                  chunk=setting(req.db, "shift.sh_chunk_size", None, int))
         try:
-            est = costmodel.estimate(measure(req), req.models, sched)
+            est = costmodel.estimate(measure(req, run_here=False), req.models, sched)
         except ShiftError as e:
             out["choice"] = "decided after the test inference measures every model"
             out["why"] = e.message

@@ -128,3 +128,16 @@ def test_bad_settings(pdb):
         with pytest.raises(Exception) as info:
             top(conn, "Linear", 1, params='{"lr": 0.07}')
         assert info.value.diag.sqlstate == "22023" and "budget" in info.value.diag.message_primary
+
+
+def test_explain_measures_nothing_in_the_backend(pdb):
+    """Without a worker's measurement of E_Proxy, explain says the choice waits for one; it does not
+    fit the proxy on synthetic features inside the backend to estimate it."""
+    with pdb.connect() as conn:
+        conn.execute("SET shift.successive_halving = 'auto'")
+        top(conn, "EuclideanNN", 1)  # measures every model's inference cost
+        parts = dict(conn.execute(
+            "SELECT section, content FROM shift.explain('SELECT ModelId FROM Models ORDER BY Linear(lr=0.0123) "
+            "LIMIT 1 TESTED ON PTest TRAINED ON PTrain')").fetchall())
+        assert "decided after" in parts["engine"] and "no worker has measured" in parts["engine"]
+        assert not conn.execute("SELECT 1 FROM shift.proxy_costs WHERE params->>'lr' = '0.0123'").fetchone()

@@ -60,3 +60,47 @@ AS $python$
     from pyfuncs import api
     return api.scorers_table()
 $python$;
+
+-- A failed task runs again: its attempts and deaths start over. Queries reset other failed
+-- tasks themselves; a quarantined one (it killed the workers that ran it) waits for this.
+CREATE FUNCTION shift.retry_task(task_id bigint) RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    found_status text;
+BEGIN
+    SELECT t.status INTO found_status FROM shift.tasks t WHERE t.task_id = retry_task.task_id FOR UPDATE;
+    IF found_status IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = '42704', MESSAGE = format('unknown task %s', task_id),
+            HINT = 'failed tasks are listed by SELECT task_id, error FROM shift.tasks WHERE status = ''failed''';
+    END IF;
+    IF found_status <> 'failed' THEN
+        RETURN false;
+    END IF;
+    UPDATE shift.tasks t SET status = 'queued', attempts = 0, deaths = 0, quarantined = false, error = NULL,
+           retry_at = NULL, progress = 0, worker_id = NULL, lease_until = NULL, finished_at = NULL
+    WHERE t.task_id = retry_task.task_id;
+    PERFORM pg_notify('shift_tasks', '');
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION shift.retry_task(bigint) IS
+    'queue a failed task again, quarantined ones included; false when it had not failed';
+
+CREATE FUNCTION shift.retry_failed_tasks() RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n bigint;
+BEGIN
+    UPDATE shift.tasks t SET status = 'queued', attempts = 0, deaths = 0, quarantined = false, error = NULL,
+           retry_at = NULL, progress = 0, worker_id = NULL, lease_until = NULL, finished_at = NULL
+    WHERE t.status = 'failed';
+    GET DIAGNOSTICS n = ROW_COUNT;
+    IF n > 0 THEN
+        PERFORM pg_notify('shift_tasks', '');
+    END IF;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION shift.retry_failed_tasks() IS 'queue every failed task again; returns how many';

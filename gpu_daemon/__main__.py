@@ -3,6 +3,7 @@
 import argparse
 import logging
 import signal
+import sys
 
 from .worker import Worker
 
@@ -21,7 +22,8 @@ def main(argv=None):
                     lease_seconds=args.lease_seconds)
     signal.signal(signal.SIGTERM, worker.stop)
     signal.signal(signal.SIGINT, worker.stop)
-    worker.run()
+    # status 1 when it stopped because something broke, so that a supervisor restarts it
+    sys.exit(1 if worker.run() else 0)
 
 
 if __name__ == "__main__":

@@ -29,18 +29,35 @@ log = logging.getLogger("shift.worker")
 
 LEASE_SECONDS = 60
 HEARTBEAT_SECONDS = 2.0
-HEARTBEAT_GIVE_UP_SECONDS = 10.0  # under the 15 s after which shift.live_workers counts it dead
+HEARTBEAT_RETRY_SECONDS = 1.0
+HEARTBEAT_WARN_SECONDS = 10.0  # under the 15 s after which shift.live_workers counts it dead
+RECONNECT_FIRST_SECONDS = 0.5  # after a lost connection; doubling up to RECONNECT_MAX_SECONDS
+RECONNECT_MAX_SECONDS = 10.0
+RETRY_FIRST_SECONDS = 2.0  # a task that failed for a transient reason waits this long, doubling per attempt
+RETRY_MAX_SECONDS = 120.0
+MAINTAIN_SECONDS = 60.0  # how often a worker prunes old tasks and gone waiters
+
+# Settings the worker reads on every use, so ALTER SYSTEM and a reload change them
+MAX_DEATHS = "coalesce(nullif(current_setting('shift.max_task_deaths', true), '')::integer, 2)"
+RETENTION = "coalesce(nullif(current_setting('shift.task_retention', true), ''), '7 days')::interval"
 
 # A running task is abandoned when its lease ran out or its worker's heartbeat stopped
 # (shift.live_workers: 15 s), whichever comes first; then another worker may take it.
 _ABANDONED = """(c.status = 'running' AND (c.lease_until < now()
     OR NOT EXISTS (SELECT 1 FROM shift.live_workers w WHERE w.worker_id = c.worker_id)))"""
 
+# An abandoned task whose workers died shift.max_task_deaths times is quarantined: it would kill the
+# next worker too, so queries do not reset it (shift.retry_task does). One out of attempts just fails.
 _EXPIRE = """
-UPDATE shift.tasks c SET status = 'failed', finished_at = now(),
-       error = format('lease expired %%s times; the worker running it stopped', attempts)
-WHERE %s AND attempts >= max_attempts
-""" % _ABANDONED
+UPDATE shift.tasks c SET status = 'failed', finished_at = now(), deaths = c.deaths + 1,
+       quarantined = c.deaths + 1 >= s.max_deaths,
+       error = CASE WHEN c.deaths + 1 >= s.max_deaths THEN format(
+           'the workers running it died %s times (the last: %s); shift.max_task_deaths is %s, so queries '
+           'do not run it again until shift.retry_task(%s)', c.deaths + 1, c.worker_id, s.max_deaths, c.task_id)
+           ELSE format('lease expired %s times; the worker running it stopped', c.attempts) END
+FROM (SELECT """ + MAX_DEATHS + """ AS max_deaths) s
+WHERE """ + _ABANDONED + """ AND (c.deaths + 1 >= s.max_deaths OR c.attempts >= c.max_attempts)
+"""
 
 _FAIL_DEPENDENTS = """
 UPDATE shift.tasks t SET status = 'failed', finished_at = now(), error = format('task %s it depends on failed', d.task_id)
@@ -48,13 +65,15 @@ FROM shift.tasks d
 WHERE t.status = 'queued' AND d.task_id = ANY(t.depends_on) AND d.status = 'failed'
 """
 
+# Taking an abandoned task counts a death of the worker that held it.
 _CLAIM = """
 UPDATE shift.tasks t
 SET status = 'running', worker_id = %(worker)s, lease_until = now() + make_interval(secs => %(lease)s),
-    attempts = t.attempts + 1, started_at = now(), progress = 0
+    attempts = t.attempts + 1, deaths = t.deaths + (t.status = 'running')::integer, retry_at = NULL,
+    started_at = now(), progress = 0
 WHERE t.task_id = (
     SELECT c.task_id FROM shift.tasks c
-    WHERE (c.status = 'queued' OR """ + _ABANDONED + """)
+    WHERE ((c.status = 'queued' AND (c.retry_at IS NULL OR c.retry_at <= now())) OR """ + _ABANDONED + """)
       AND NOT EXISTS (SELECT 1 FROM shift.tasks d WHERE d.task_id = ANY(c.depends_on) AND d.status <> 'done')
     -- a model already loaded here stays loaded while it has work (seed 000 §4.2: loads are costly)
     ORDER BY (c.payload->>'model_id') = ANY(%(loaded)s::text[]) DESC, c.task_id
@@ -62,6 +81,72 @@ WHERE t.task_id = (
     LIMIT 1)
 RETURNING t.task_id, t.kind, t.payload, t.attempts
 """
+
+# A transient failure is retried after a pause that doubles per attempt, while attempts remain.
+_RETRY_OR_FAIL = """
+UPDATE shift.tasks SET
+    status = CASE WHEN attempts < max_attempts THEN 'queued' ELSE 'failed' END,
+    retry_at = CASE WHEN attempts < max_attempts
+                    THEN now() + make_interval(secs => least(%(first)s * 2.0 ^ (attempts - 1), %(most)s)) END,
+    finished_at = CASE WHEN attempts < max_attempts THEN NULL ELSE now() END,
+    worker_id = CASE WHEN attempts < max_attempts THEN NULL ELSE worker_id END,
+    lease_until = NULL,
+    error = CASE WHEN attempts < max_attempts
+                 THEN format('attempt %%s of %%s failed, to be retried: %%s', attempts, max_attempts, %(error)s)
+                 ELSE format('failed %%s times; the last time: %%s', attempts, %(error)s) END
+WHERE task_id = %(task)s AND worker_id = %(worker)s
+RETURNING status
+"""
+
+# Giving a task back (the worker stops, or lost its connection while running it)
+_GIVE_BACK = """
+UPDATE shift.tasks SET status = 'queued', worker_id = NULL, lease_until = NULL, progress = 0,
+       attempts = greatest(attempts - %(undo)s, 0)
+WHERE worker_id = %(worker)s AND status = 'running'
+RETURNING task_id
+"""
+
+# Done and failed tasks past shift.task_retention go (quarantined ones stay: they guard against a
+# poison task coming back), so do workers silent as long; waiters keep only live backends.
+_PRUNE = (
+    "DELETE FROM shift.tasks WHERE status IN ('done', 'failed') AND NOT quarantined "
+    "AND finished_at < now() - " + RETENTION,
+    "DELETE FROM shift.workers WHERE heartbeat_at < now() - " + RETENTION,
+    """UPDATE shift.tasks t SET waiters = ARRAY(
+           SELECT w FROM unnest(t.waiters) w WHERE w IN (SELECT pid FROM pg_catalog.pg_stat_activity))
+       WHERE EXISTS (SELECT 1 FROM unnest(t.waiters) w
+                     WHERE w NOT IN (SELECT pid FROM pg_catalog.pg_stat_activity))""",
+)
+
+_REGISTER = """
+INSERT INTO shift.workers (worker_id, hostname, pid, device, current_task) VALUES (%s, %s, %s, %s, %s)
+ON CONFLICT (worker_id) DO UPDATE SET heartbeat_at = now(), current_task = EXCLUDED.current_task
+"""
+
+# Failures that may pass by themselves: lost connections (08), serialization failures and deadlocks
+# (40), insufficient resources (53), operator intervention such as a server shutting down (57), a lock
+# not available (55P03); memory, and network errors
+_TRANSIENT_SQLSTATE_CLASSES = ("08", "40", "53", "57")
+
+
+class TaskStopped(Exception):
+    """The worker was asked to stop in the middle of a task; the task is given back."""
+
+
+def is_transient(e):
+    """Whether a task that failed with `e` may succeed when tried again later."""
+    if isinstance(e, psycopg.Error):
+        state = e.sqlstate
+        if state is None:
+            return isinstance(e, psycopg.OperationalError)  # raised by the client: the connection
+        return state[:2] in _TRANSIENT_SQLSTATE_CLASSES or state == "55P03"
+    if isinstance(e, (MemoryError, ConnectionError, TimeoutError)):
+        return True
+    return isinstance(e, RuntimeError) and "out of memory" in str(e).lower()
+
+
+def _first_line(e):
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
 
 def pick_device(device="auto"):
@@ -85,6 +170,8 @@ class Worker:
         self._stop = threading.Event()
         self._current = None
         self._last_progress = 0.0
+        self._next_maintenance = 0.0
+        self.failed = False  # set when the worker stops because something broke
         self.conn = None
 
     # -- lifecycle -----------------------------------------------------------------
@@ -93,60 +180,135 @@ class Worker:
         self._stop.set()
 
     def run(self, once=False):
+        """Serve the queue until stopped; True when the worker stopped because something broke."""
         self.conn = psycopg.connect(self.dsn, autocommit=True, application_name="shift-worker")
-        self.conn.execute("LISTEN shift_tasks")
-        self.conn.execute(
-            "INSERT INTO shift.workers (worker_id, hostname, pid, device) VALUES (%s, %s, %s, %s) "
-            "ON CONFLICT (worker_id) DO UPDATE SET heartbeat_at = now(), started_at = now()",
-            (self.worker_id, socket.gethostname(), os.getpid(), self.device))
+        self._register(first=True)
+        ready = os.environ.get("SHIFT_WORKER_READY_FILE")  # the supervisor restarts only a worker that came up
+        if ready:
+            open(ready, "w").close()
         beat = threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True)
         beat.start()
         log.info("worker %s ready on %s", self.worker_id, self.device)
         try:
             while not self._stop.is_set():
-                if not self.run_one() and not once:
-                    # sleep until a NOTIFY arrives or a second passes (leases may expire meanwhile)
-                    for _ in self.conn.notifies(timeout=1.0, stop_after=1):
-                        pass
-                elif once:
+                if not self._serve_once() and once:
                     break
         finally:
             self._stop.set()
             beat.join(timeout=5)
-            try:
+            self._unregister()
+        return self.failed
+
+    def _serve_once(self):
+        """One turn of the loop: maintenance when due, a task or a wait; False after a failed turn."""
+        try:
+            if time.monotonic() >= self._next_maintenance:
+                self._maintain()
+            if not self.run_one():
+                # sleep until a NOTIFY arrives or a second passes (leases may expire meanwhile)
+                for _ in self.conn.notifies(timeout=1.0, stop_after=1):
+                    pass
+            return True
+        except psycopg.Error as e:
+            if self.conn.closed or self.conn.broken:
+                self._reconnect(e)
+            else:  # a deadlock with a query's enqueue, say: the statement is tried again
+                log.warning("a queue statement of worker %s failed (%s); trying again", self.worker_id,
+                            _first_line(e))
+                self._stop.wait(1.0)
+            return False
+
+    def _register(self, first=False):
+        self.conn.execute("LISTEN shift_tasks")
+        if first:
+            self.conn.execute("DELETE FROM shift.workers WHERE worker_id = %s", (self.worker_id,))
+        self.conn.execute(_REGISTER, (self.worker_id, socket.gethostname(), os.getpid(), self.device, None))
+
+    def _unregister(self):
+        try:
+            if not (self.conn.closed or self.conn.broken):
                 self.conn.execute("DELETE FROM shift.workers WHERE worker_id = %s", (self.worker_id,))
-            finally:
-                self.conn.close()
+        except psycopg.Error as e:
+            log.warning("worker %s could not unregister: %s", self.worker_id, _first_line(e))
+        finally:
+            self.conn.close()
+
+    def _connect(self, application_name):
+        """A new connection, tried with a doubling pause until it opens; None when the worker stops first."""
+        delay = RECONNECT_FIRST_SECONDS
+        while not self._stop.is_set():
+            try:
+                return psycopg.connect(self.dsn, autocommit=True, application_name=application_name,
+                                       connect_timeout=10)
+            except psycopg.Error as e:
+                log.warning("worker %s cannot connect (%s); next try in %.1fs", self.worker_id, _first_line(e),
+                            delay)
+                self._stop.wait(delay)
+                delay = min(delay * 2, RECONNECT_MAX_SECONDS)
+        return None
+
+    def _reconnect(self, error):
+        """After a lost connection (a PostgreSQL restart, say): connect again, listen, give back what was held."""
+        log.warning("worker %s lost its database connection (%s); reconnecting", self.worker_id, _first_line(error))
+        self.conn.close()
+        conn = self._connect("shift-worker")
+        if conn is None:
+            return
+        self.conn = conn
+        self._register()
+        # the task that was running when the connection went is queued again, its attempt counted
+        given = self.conn.execute(_GIVE_BACK, {"undo": 0, "worker": self.worker_id}).fetchall()
+        if given:
+            self.conn.execute("NOTIFY shift_tasks")
+        log.info("worker %s reconnected%s", self.worker_id,
+                 "; gave back task %s" % ", ".join(str(r[0]) for r in given) if given else "")
+
+    def _maintain(self):
+        for statement in _PRUNE:
+            self.conn.execute(statement)
+        self._next_maintenance = time.monotonic() + MAINTAIN_SECONDS
 
     def _heartbeat(self):
-        """Beat every HEARTBEAT_SECONDS on a connection of its own, reconnecting after an error.
+        """Beat every HEARTBEAT_SECONDS on a connection of its own, reconnecting after a database error.
 
-        A worker whose heartbeat cannot be written for HEARTBEAT_GIVE_UP_SECONDS stops
-        (loudly): the queries would count it dead and hand its task to another worker.
+        Database errors are waited out (a PostgreSQL restart); anything else stops the
+        worker loudly, since a worker without a heartbeat would be counted dead while it works.
         """
-        conn, failing_since = None, None
-        while not self._stop.wait(HEARTBEAT_SECONDS):
+        try:
+            self._beat_until_stopped()
+        except Exception:  # noqa: BLE001 -- logged, and the worker exits with status 1
+            log.exception("the heartbeat of worker %s broke; the worker stops", self.worker_id)
+            self.failed = True
+            self._stop.set()
+
+    def _beat_until_stopped(self):
+        conn, failing_since, warned, delay = None, None, False, HEARTBEAT_SECONDS
+        while not self._stop.wait(delay):
             try:
                 if conn is None or conn.closed:
-                    conn = psycopg.connect(self.dsn, autocommit=True, application_name="shift-heartbeat")
+                    conn = psycopg.connect(self.dsn, autocommit=True, application_name="shift-heartbeat",
+                                           connect_timeout=10)
                 self._beat(conn)
-                failing_since = None
+                if failing_since is not None:
+                    log.info("heartbeat of %s written again", self.worker_id)
+                failing_since, warned, delay = None, False, HEARTBEAT_SECONDS
             except psycopg.Error as e:
-                failing_since = failing_since or time.monotonic()
-                log.warning("heartbeat of %s failed: %s", self.worker_id, str(e).strip().splitlines()[0])
                 if conn is not None:
                     conn.close()
-                if time.monotonic() - failing_since > HEARTBEAT_GIVE_UP_SECONDS:
-                    log.error("no heartbeat written for %.0fs; worker %s stops", HEARTBEAT_GIVE_UP_SECONDS,
-                              self.worker_id)
-                    self._stop.set()
+                log.warning("heartbeat of %s failed: %s", self.worker_id, _first_line(e))
+                failing_since = failing_since or time.monotonic()
+                if not warned and time.monotonic() - failing_since > HEARTBEAT_WARN_SECONDS:
+                    warned = True
+                    log.error("no heartbeat of %s written for %.0fs: queries count it dead and may hand its "
+                              "task to another worker", self.worker_id, time.monotonic() - failing_since)
+                delay = HEARTBEAT_RETRY_SECONDS  # soon: the worker counts as dead after 15 s
         if conn is not None:
             conn.close()
 
     def _beat(self, conn):
         task = self._current
-        conn.execute("UPDATE shift.workers SET heartbeat_at = now(), current_task = %s WHERE worker_id = %s",
-                     (task, self.worker_id))
+        # an upsert: after a restart or a cleanup the row comes back
+        conn.execute(_REGISTER, (self.worker_id, socket.gethostname(), os.getpid(), self.device, task))
         if task is not None:
             conn.execute(
                 "UPDATE shift.tasks SET lease_until = now() + make_interval(secs => %s) "
@@ -176,12 +338,14 @@ class Worker:
             if denied:
                 raise PermissionError("permission denied: %s" % denied)
             run(task_id, payload)
+        except TaskStopped:
+            self.conn.execute(_GIVE_BACK, {"undo": 1, "worker": self.worker_id})
+            self.conn.execute("NOTIFY shift_tasks")
+            log.info("task %s (%s) given back: worker %s stops", task_id, kind, self.worker_id)
         except Exception as e:  # noqa: BLE001 -- any failure is recorded on the task for the waiting query
-            log.exception("task %s (%s) failed", task_id, kind)
-            self.conn.execute(
-                "UPDATE shift.tasks SET status = 'failed', error = %s, finished_at = now() "
-                "WHERE task_id = %s AND worker_id = %s",
-                ("%s: %s" % (type(e).__name__, e), task_id, self.worker_id))
+            if isinstance(e, psycopg.Error) and (self.conn.closed or self.conn.broken):
+                raise  # the reconnection gives the task back
+            self._record_failure(task_id, kind, e)
         else:
             self.conn.execute(
                 "UPDATE shift.tasks SET status = 'done', progress = 1, finished_at = now(), error = NULL "
@@ -193,7 +357,27 @@ class Worker:
             self._current = None
         return True
 
+    def _record_failure(self, task_id, kind, e):
+        """A transient failure is retried later while attempts remain; any other fails the task at once."""
+        message = "%s: %s" % (type(e).__name__, e)
+        if is_transient(e):
+            row = self.conn.execute(_RETRY_OR_FAIL, {"first": RETRY_FIRST_SECONDS, "most": RETRY_MAX_SECONDS,
+                                                     "error": message, "task": task_id,
+                                                     "worker": self.worker_id}).fetchone()
+            if row is not None and row[0] == "queued":
+                log.warning("task %s (%s) failed for a reason that may pass (%s); it will be retried",
+                            task_id, kind, message)
+            else:
+                log.error("task %s (%s) failed on its last attempt", task_id, kind, exc_info=e)
+            return
+        log.error("task %s (%s) failed", task_id, kind, exc_info=e)
+        self.conn.execute(
+            "UPDATE shift.tasks SET status = 'failed', error = %s, finished_at = now() "
+            "WHERE task_id = %s AND worker_id = %s", (message, task_id, self.worker_id))
+
     def _progress(self, task_id, fraction):
+        if self._stop.is_set():
+            raise TaskStopped()
         self.conn.execute("UPDATE shift.tasks SET progress = %s WHERE task_id = %s", (min(fraction, 1.0), task_id))
 
     # -- inference (seed 000 §3.4 "Inference Task") ------------------------------------------
@@ -397,6 +581,8 @@ class Worker:
 
     def _progress_every(self, task_id, fraction, step=0.05):
         """Progress, written when it has moved by `step` (fine-tuning reports every SGD step)."""
+        if self._stop.is_set():
+            raise TaskStopped()
         if fraction - self._last_progress >= step or fraction >= 1.0:
             self._last_progress = fraction
             self._progress(task_id, fraction)

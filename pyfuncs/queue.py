@@ -8,12 +8,16 @@ poll sleeps with pg_sleep, so statement_timeout and cancel interrupt it.
 """
 
 import json
+import random
 import time
 
 from .errors import INVALID_TRANSACTION_STATE, NOT_READY, TASK_FAILED, ShiftError
 
 POLL_SECONDS = 0.05
 WORKER_GRACE_SECONDS = 5.0  # after shift.live_workers' own 15 s: time for a restarted worker
+
+ENQUEUE_TRIES = 5  # an enqueue that meets a serialization failure or a deadlock is tried again
+ENQUEUE = "SELECT shift._enqueue(%s, %s, %s)"
 
 def loopback_dsn(db):
     """Where to open the enqueue connection: shift.loopback_dsn as postgresql.conf (or ALTER SYSTEM) sets
@@ -71,17 +75,37 @@ def enqueue(db, planned, models, readers):
                          hint="allow local connections for this role, or set shift.loopback_dsn in "
                               "postgresql.conf to a connection string for a shift_worker login") from None
     try:
-        with conn, conn.cursor() as cur:
-            cur.execute("SET lock_timeout = '5s'")
-            _require_committed(cur, "model", "shift.models", "model_id", models)
-            _require_committed(cur, "reader", "shift.readers", "reader_id", readers)
-            tasks = [{"kind": kind, "key": key, "payload": payload, "depends_on": list(deps)}
-                     for kind, key, payload, deps in planned]
-            # users may not write shift.tasks: shift._enqueue checks each task against the caller's rights
-            cur.execute("SELECT shift._enqueue(%s, %s, %s)", (caller, pid, json.dumps(tasks)))
-            return cur.fetchone()[0]
+        return _write_tasks(conn, planned, models, readers, pid, caller)
     finally:
         conn.close()
+
+
+def _write_tasks(conn, planned, models, readers, pid, caller):
+    """The enqueue transaction, tried again after a serialization failure or a deadlock.
+
+    Users may not write shift.tasks: shift._enqueue (sql/privileges.sql) checks each task against
+    the caller's rights and upserts them in the order of their keys, so concurrent enqueues lock
+    rows in one order."""
+    import psycopg
+
+    tasks = [{"kind": kind, "key": key, "payload": payload, "depends_on": list(deps)}
+             for kind, key, payload, deps in planned]
+    for attempt in range(ENQUEUE_TRIES):
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SET lock_timeout = '5s'")
+                _require_committed(cur, "model", "shift.models", "model_id", models)
+                _require_committed(cur, "reader", "shift.readers", "reader_id", readers)
+                cur.execute(ENQUEUE, (caller, pid, json.dumps(tasks)))
+                ids = cur.fetchone()[0]
+            conn.commit()
+            return ids
+        except (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected) as e:
+            conn.rollback()
+            if attempt + 1 == ENQUEUE_TRIES:
+                raise ShiftError("could not enqueue the tasks of this query after %d tries" % ENQUEUE_TRIES,
+                                 NOT_READY, detail=str(e).strip(), hint="run the query again") from None
+            time.sleep(0.05 * 2 ** attempt * (1 + random.random()))
 
 
 def _require_committed(cur, kind, table, column, names):
@@ -100,16 +124,15 @@ def wait(db, task_ids):
     last_live = time.monotonic()
     while pending:
         rows = db.execute(
-            "SELECT task_id, status, error, kind, key, depends_on FROM shift.tasks WHERE task_id = ANY($1)",
-            ["bigint[]"], [list(pending)])
+            "SELECT task_id, status, error, kind, key, depends_on, quarantined FROM shift.tasks "
+            "WHERE task_id = ANY($1)", ["bigint[]"], [list(pending)])
         failed = {r["task_id"]: r for r in rows if r["status"] == "failed"}
         if failed:
-            # report the root cause, not the tasks that failed because it did
-            root = next((r for r in failed.values() if not set(r["depends_on"] or []) & set(failed)),
-                        next(iter(failed.values())))
-            raise ShiftError("%s task failed: %s" % (root["kind"], root["error"] or "no reason given"), TASK_FAILED,
-                             detail="task %d (%s)" % (root["task_id"], root["key"]),
-                             hint="see the worker log; the next query retries the task")
+            raise _task_failed(failed)
+        if rows.nrows() < len(pending):
+            gone = sorted(pending - {r["task_id"] for r in rows})
+            raise ShiftError("task %d this query waits on was deleted" % gone[0], TASK_FAILED,
+                             hint="run the query again")
         pending -= {r["task_id"] for r in rows if r["status"] == "done"}
         if not pending:
             break
@@ -119,3 +142,16 @@ def wait(db, task_ids):
             raise ShiftError("no shift worker is alive while %d tasks wait" % len(pending), NOT_READY,
                              hint="start a worker with `shift worker start`; queued tasks are kept")
         db.execute("SELECT pg_sleep(%s)" % POLL_SECONDS)
+
+
+def _task_failed(failed):
+    """The error of a failed task: its root cause, not the tasks that failed because it did."""
+    root = next((r for r in failed.values() if not set(r["depends_on"] or []) & set(failed)),
+                next(iter(failed.values())))
+    if root["quarantined"]:
+        hint = ("queries do not run it again: find out why its workers died (their logs), then "
+                "SELECT shift.retry_task(%d)" % root["task_id"])
+    else:
+        hint = "see the worker log; the next query retries the task"
+    return ShiftError("%s task failed: %s" % (root["kind"], root["error"] or "no reason given"), TASK_FAILED,
+                      detail="task %d (%s)" % (root["task_id"], root["key"]), hint=hint)

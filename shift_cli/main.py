@@ -14,6 +14,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from .cluster import Cluster, ClusterError
+from .supervise import MAX_RESTARTS, WINDOW_SECONDS
 from .workers import WorkerError, running_workers, start_workers, stop_workers
 
 app = typer.Typer(help="shift: search pre-trained models worth fine-tuning, inside PostgreSQL.",
@@ -83,11 +84,19 @@ def _read_source(source: str) -> str:
         _fail(f"cannot read {source}: {e.strerror}")
 
 
-def _start_workers(cluster: Cluster, count: int, device: str) -> list[int]:
+def _start_workers(cluster: Cluster, count: int, device: str, max_restarts: int = MAX_RESTARTS) -> list[int]:
     try:
-        return start_workers(cluster.worker_dsn(state.dbname), count=count, device=device, home=cluster.home)
+        return start_workers(cluster.worker_dsn(state.dbname), count=count, device=device, home=cluster.home,
+                             max_restarts=max_restarts)
     except WorkerError as e:
         _fail(str(e))
+
+
+def _describe_worker(w) -> str:
+    """#slot, the worker's pid, and how often its supervisor restarted it."""
+    pid = w.worker_pid or w.pid
+    restarts = f", restarts {w.restarts}" if w.restarts else ""
+    return f"#{w.slot} pid {pid}{restarts}"
 
 
 # ---------------------------------------------------------------------------
@@ -145,7 +154,7 @@ def status():
         t.add_row(key.replace("_", " "), "-" if st[key] is None else str(st[key]))
     t.add_row("dsn", cluster.dsn(state.dbname))
     live = running_workers(cluster.home)
-    t.add_row("local workers", ", ".join(f"#{w.slot} pid {w.pid}" for w in live) or "none")
+    t.add_row("local workers", ", ".join(_describe_worker(w) for w in live) or "none")
     console.print(t)
     if not st["running"]:
         return
@@ -189,12 +198,15 @@ def psql(ctx: typer.Context):
 
 @worker_app.command("start")
 def worker_start(count: int = typer.Option(1, "--count", "-n", min=1),
-                 device: str = typer.Option("auto", "--device", help="auto, cpu, cuda:N, or a comma-separated list")):
-    """Start more local workers."""
+                 device: str = typer.Option("auto", "--device", help="auto, cpu, cuda:N, or a comma-separated list"),
+                 max_restarts: int = typer.Option(MAX_RESTARTS, "--max-restarts", min=0,
+                                                  help="restarts of a crashed worker allowed in "
+                                                       f"{WINDOW_SECONDS / 60:.0f} minutes")):
+    """Start more local workers, each restarted when it crashes."""
     cluster = _cluster()
     if not cluster.is_running():
         _fail("the database is not running; start it with `shift start`")
-    pids = _start_workers(cluster, count, device)
+    pids = _start_workers(cluster, count, device, max_restarts)
     console.print(f"started {len(pids)} worker(s): {', '.join(map(str, pids))}")
 
 

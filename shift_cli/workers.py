@@ -1,9 +1,11 @@
 """Start and stop local `gpu_daemon` worker processes.
 
 Each worker is ``python -m gpu_daemon --dsn ... --device ...`` run detached (its own
-session), logging to ``<home>/worker-<n>.log`` with its pid in ``<home>/worker-<n>.pid``.
-Workers keep no state of their own, so stopping one at any moment is safe: its task's
-lease expires and another worker picks it up.
+session) under a supervisor (`shift_cli.supervise`) that restarts it when it crashes,
+logging to ``<home>/worker-<n>.log``; the supervisor's pid is in ``<home>/worker-<n>.pid``,
+the worker's pid and its restarts in ``<home>/worker-<n>.state.json``. Workers keep no
+state of their own, so stopping one at any moment is safe: it gives its task back, or
+its task's lease expires and another worker picks it up.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from . import supervise
 from .cluster import default_home, project_root
 
 _PIDFILE = re.compile(r"worker-(\d+)\.pid")
@@ -30,9 +33,11 @@ class WorkerError(RuntimeError):
 @dataclass(frozen=True)
 class Worker:
     slot: int
-    pid: int
+    pid: int  # the supervisor's
     log: Path
     pidfile: Path
+    worker_pid: int | None = None  # the worker process now running, per its supervisor
+    restarts: int = 0
 
 
 def _home(home: str | os.PathLike | None) -> Path:
@@ -67,6 +72,10 @@ def _pidfiles(home: Path) -> list[tuple[int, Path]]:
     return sorted(out)
 
 
+def _state_file(home: Path, slot: int) -> Path:
+    return home / f"worker-{slot}.state.json"
+
+
 def running_workers(home: str | os.PathLike | None = None) -> list[Worker]:
     """Live workers started from ``home``; pid files of dead ones are removed."""
     h = _home(home)
@@ -77,9 +86,12 @@ def running_workers(home: str | os.PathLike | None = None) -> list[Worker]:
         except (OSError, ValueError):
             pid = 0
         if pid > 0 and _alive(pid):
-            live.append(Worker(slot, pid, h / f"worker-{slot}.log", pidfile))
+            state = supervise.read_state(_state_file(h, slot))
+            live.append(Worker(slot, pid, h / f"worker-{slot}.log", pidfile, state.get("pid"),
+                               int(state.get("restarts") or 0)))
         else:
             pidfile.unlink(missing_ok=True)
+            _state_file(h, slot).unlink(missing_ok=True)
     return live
 
 
@@ -90,12 +102,14 @@ def start_workers(
     home: str | os.PathLike | None = None,
     extra_args: Sequence[str] = (),
     check_s: float = 1.0,
+    max_restarts: int = supervise.MAX_RESTARTS,
 ) -> list[int]:
-    """Launch ``count`` detached workers; returns their pids.
+    """Launch ``count`` detached, supervised workers; returns their supervisors' pids.
 
     ``device`` is ``auto``, ``cpu``, ``cuda:N``, or a comma-separated list such as
     ``cuda:0,cuda:1`` handed out round-robin. Workers that exit within ``check_s``
-    seconds raise WorkerError with the tail of their log.
+    seconds raise WorkerError with the tail of their log. A worker that crashes later is
+    restarted, at most ``max_restarts`` times in ``supervise.WINDOW_SECONDS``.
     """
     if count < 0:
         raise ValueError("count must be >= 0")
@@ -105,7 +119,10 @@ def start_workers(
     used = {w.slot for w in running_workers(h)}
     root = str(project_root())
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))])
+    # the worker's code comes from the project root; the supervisor's from this package
+    here = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(
+        dict.fromkeys([root, here, *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]))
     env.setdefault("PYTHONUNBUFFERED", "1")
 
     started: list[tuple[int, subprocess.Popen]] = []
@@ -115,8 +132,9 @@ def start_workers(
         while slot in used:
             slot += 1
         log = h / f"worker-{slot}.log"
-        argv = [sys.executable, "-m", "gpu_daemon", "--dsn", dsn, "--device", devices[i % len(devices)],
-                *extra_args]
+        argv = [sys.executable, "-m", "shift_cli.supervise", "--state", str(_state_file(h, slot)),
+                "--max-restarts", str(max_restarts), "--",
+                sys.executable, "-m", "gpu_daemon", "--dsn", dsn, "--device", devices[i % len(devices)], *extra_args]
         with open(log, "ab") as out:
             proc = subprocess.Popen(argv, cwd=root, env=env, stdin=subprocess.DEVNULL, stdout=out,
                                     stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
@@ -142,6 +160,7 @@ def start_workers(
         msgs = []
         for s, p in dead:
             (h / f"worker-{s}.pid").unlink(missing_ok=True)
+            _state_file(h, s).unlink(missing_ok=True)
             msgs.append(f"worker {s} (pid {p.pid}) exited with {p.returncode}; "
                         f"last lines of {h / f'worker-{s}.log'}:\n{_tail(h / f'worker-{s}.log')}")
         raise WorkerError("\n".join(msgs))
@@ -168,6 +187,7 @@ def stop_workers(home: str | os.PathLike | None = None, timeout: float = 10.0) -
             time.sleep(0.02)
     for w in workers:
         w.pidfile.unlink(missing_ok=True)
+        _state_file(w.pidfile.parent, w.slot).unlink(missing_ok=True)
     return [w.pid for w in workers]
 
 

@@ -66,3 +66,22 @@ AS $python$
     from pyfuncs import api
     return api.scorers_table()
 $python$;
+
+-- Every failed task, quarantined ones included, runs again (an admin's: it writes shift.tasks).
+CREATE FUNCTION shift.retry_failed_tasks() RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n bigint;
+BEGIN
+    UPDATE shift.tasks t SET status = 'queued', attempts = 0, deaths = 0, quarantined = false, error = NULL,
+           retry_at = NULL, progress = 0, worker_id = NULL, lease_until = NULL, finished_at = NULL
+    WHERE t.status = 'failed';
+    GET DIAGNOSTICS n = ROW_COUNT;
+    IF n > 0 THEN
+        PERFORM pg_notify('shift_tasks', '');
+    END IF;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION shift.retry_failed_tasks() IS 'queue every failed task again; returns how many';

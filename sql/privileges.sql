@@ -312,27 +312,75 @@ BEGIN
         END IF;
         INSERT INTO shift.tasks AS x (kind, key, payload, waiters, readers, requested_by)
         VALUES (t.task->>'kind', t.task->>'key', t.task->'payload', ARRAY[waiter], used, role)
+        -- A done task is queued again (its results may have been dropped since), and so is a failed
+        -- one, unless it is quarantined: it killed the workers that ran it, and only shift.retry_task
+        -- resets it. Waiters: this query's backend and those of the others still connected.
         ON CONFLICT (key) DO UPDATE SET
-            waiters = CASE WHEN waiter = ANY(x.waiters) THEN x.waiters ELSE x.waiters || waiter END,
+            waiters = ARRAY(SELECT DISTINCT w FROM unnest(x.waiters || waiter) w
+                             WHERE w IN (SELECT pid FROM pg_stat_activity)),
             requested_by = EXCLUDED.requested_by,
-            status = CASE WHEN x.status IN ('done', 'failed') THEN 'queued' ELSE x.status END,
-            attempts = CASE WHEN x.status IN ('done', 'failed') THEN 0 ELSE x.attempts END,
-            error = CASE WHEN x.status IN ('done', 'failed') THEN NULL ELSE x.error END,
-            progress = CASE WHEN x.status IN ('done', 'failed') THEN 0 ELSE x.progress END
+            status = CASE WHEN x.status = 'done' OR (x.status = 'failed' AND NOT x.quarantined)
+                          THEN 'queued' ELSE x.status END,
+            attempts = CASE WHEN x.status = 'done' OR (x.status = 'failed' AND NOT x.quarantined)
+                            THEN 0 ELSE x.attempts END,
+            deaths = CASE WHEN x.status = 'done' OR (x.status = 'failed' AND NOT x.quarantined)
+                          THEN 0 ELSE x.deaths END,
+            retry_at = CASE WHEN x.status = 'done' OR (x.status = 'failed' AND NOT x.quarantined)
+                            THEN NULL ELSE x.retry_at END,
+            error = CASE WHEN x.status = 'done' OR (x.status = 'failed' AND NOT x.quarantined)
+                         THEN NULL ELSE x.error END,
+            progress = CASE WHEN x.status = 'done' OR (x.status = 'failed' AND NOT x.quarantined)
+                            THEN 0 ELSE x.progress END
         RETURNING task_id INTO id;
         ids[t.pos] := id;
     END LOOP;
     FOR t IN SELECT e AS task, i::int AS pos FROM jsonb_array_elements(tasks) WITH ORDINALITY AS a(e, i) LOOP
-        UPDATE shift.tasks SET depends_on = (
+        UPDATE shift.tasks x SET depends_on = (
             SELECT coalesce(array_agg(ids[d::int + 1] ORDER BY n), '{}')
               FROM jsonb_array_elements_text(coalesce(t.task->'depends_on', '[]')) WITH ORDINALITY AS b(d, n)
              WHERE d::int + 1 < t.pos)
-         WHERE task_id = ids[t.pos];
+         WHERE x.task_id = ids[t.pos];
     END LOOP;
     PERFORM pg_notify('shift_tasks', '');
     RETURN ids;
 END
 $$;
+
+-- SECURITY DEFINER: users may not write shift.tasks. A user may queue again a failed task it can see
+-- (every reader it names is one the verified caller may use), quarantined ones included: that is how
+-- a task that killed its workers is tried again on purpose. Others are 42704, as if not there.
+CREATE FUNCTION shift._retry_task(caller name, task bigint) RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    role name := shift._caller(caller);
+    found shift.tasks;
+BEGIN
+    SELECT * INTO found FROM shift.tasks t WHERE t.task_id = task FOR UPDATE;
+    IF NOT FOUND OR EXISTS (SELECT FROM unnest(found.readers) u
+                             WHERE NOT EXISTS (SELECT FROM shift.readers r
+                                                WHERE r.reader_id = u AND shift._may_use(role, r.owner, u))) THEN
+        RAISE EXCEPTION USING ERRCODE = '42704', MESSAGE = format('unknown task %s', task),
+            HINT = 'failed tasks are listed by SELECT task_id, error FROM shift.tasks WHERE status = ''failed''';
+    END IF;
+    IF found.status <> 'failed' THEN
+        RETURN false;
+    END IF;
+    UPDATE shift.tasks t SET status = 'queued', attempts = 0, deaths = 0, quarantined = false, error = NULL,
+           retry_at = NULL, progress = 0, worker_id = NULL, lease_until = NULL, finished_at = NULL
+     WHERE t.task_id = task;
+    PERFORM pg_notify('shift_tasks', '');
+    RETURN true;
+END
+$$;
+
+-- A failed task runs again: its attempts and deaths start over. Queries reset other failed
+-- tasks themselves; a quarantined one (it killed the workers that ran it) waits for this.
+CREATE FUNCTION shift.retry_task(task_id bigint) RETURNS boolean
+LANGUAGE sql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp
+AS $$ SELECT shift._retry_task(current_user, task_id) $$;
+COMMENT ON FUNCTION shift.retry_task(bigint) IS
+    'queue a failed task again, quarantined ones included; false when it had not failed';
 
 -- SECURITY DEFINER: a describe task loads a registered model (shared by all) to fill in what its
 -- library knows; anyone may ask again for models that exist. Queued in the caller's transaction.

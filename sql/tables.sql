@@ -141,6 +141,10 @@ CREATE TABLE shift.tasks (
     lease_until  timestamptz,
     attempts     integer NOT NULL DEFAULT 0,
     max_attempts integer NOT NULL DEFAULT 3,
+    deaths       integer NOT NULL DEFAULT 0,        -- workers that died (lease or heartbeat lost) running it
+    quarantined  boolean NOT NULL DEFAULT false,    -- failed by killing its workers: queries do not reset it,
+                                                    -- shift.retry_task does
+    retry_at     timestamptz,                       -- a task retried after a transient error waits until then
     progress     real NOT NULL DEFAULT 0 CHECK (progress BETWEEN 0 AND 1),
     error        text,
     created_at   timestamptz NOT NULL DEFAULT now(),

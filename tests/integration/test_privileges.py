@@ -325,3 +325,21 @@ def test_the_cluster_trusts_no_one_by_default(udb, roles, cluster):
     assert cluster.socket_dir.resolve().stat().st_mode & 0o007 == 0
     with psycopg.connect(cluster.dsn(udb.name)) as conn:  # what `shift dsn` prints
         assert conn.execute("SELECT current_user").fetchone()[0] == "postgres"
+
+
+def test_enqueue_writes_tasks_in_key_order_and_keeps_dependencies(udb):
+    """shift._enqueue upserts in the order of the keys (so concurrent enqueues lock rows in one
+    order), returns ids in the order asked, and maps depends_on indices to those ids."""
+    planned = [{"kind": "describe", "key": "describe/order/%s" % k, "payload": {"model_id": "shapes10.resnet10t"},
+                "depends_on": deps} for k, deps in (("c", []), ("a", []), ("b", [0, 1]))]
+    with udb.connect() as conn:
+        ids = conn.execute("SELECT shift._enqueue(current_user, pg_backend_pid(), %s)",
+                           (json.dumps(planned),)).fetchone()[0]
+        try:
+            rows = dict(conn.execute("SELECT key, task_id FROM shift.tasks WHERE task_id = ANY(%s)", (ids,)).fetchall())
+            assert [rows["describe/order/%s" % k] for k in "cab"] == ids
+            assert rows["describe/order/a"] < rows["describe/order/b"] < rows["describe/order/c"]
+            deps = conn.execute("SELECT depends_on FROM shift.tasks WHERE task_id = %s", (ids[2],)).fetchone()[0]
+            assert deps == [ids[0], ids[1]]
+        finally:
+            conn.execute("DELETE FROM shift.tasks WHERE task_id = ANY(%s)", (ids,))

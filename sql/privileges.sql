@@ -354,16 +354,16 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     role name := shift._caller(caller);
-    found shift.tasks;
+    target shift.tasks;
 BEGIN
-    SELECT * INTO found FROM shift.tasks t WHERE t.task_id = task FOR UPDATE;
-    IF NOT FOUND OR EXISTS (SELECT FROM unnest(found.readers) u
+    SELECT * INTO target FROM shift.tasks t WHERE t.task_id = task FOR UPDATE;
+    IF NOT FOUND OR EXISTS (SELECT FROM unnest(target.readers) u
                              WHERE NOT EXISTS (SELECT FROM shift.readers r
                                                 WHERE r.reader_id = u AND shift._may_use(role, r.owner, u))) THEN
         RAISE EXCEPTION USING ERRCODE = '42704', MESSAGE = format('unknown task %s', task),
             HINT = 'failed tasks are listed by SELECT task_id, error FROM shift.tasks WHERE status = ''failed''';
     END IF;
-    IF found.status <> 'failed' THEN
+    IF target.status <> 'failed' THEN
         RETURN false;
     END IF;
     UPDATE shift.tasks t SET status = 'queued', attempts = 0, deaths = 0, quarantined = false, error = NULL,

@@ -343,3 +343,22 @@ def test_enqueue_writes_tasks_in_key_order_and_keeps_dependencies(udb):
             assert deps == [ids[0], ids[1]]
         finally:
             conn.execute("DELETE FROM shift.tasks WHERE task_id = ANY(%s)", (ids,))
+
+
+def test_a_user_retries_only_the_failed_tasks_it_can_see(udb, roles):
+    with udb.connect() as conn:
+        task = conn.execute(
+            "INSERT INTO shift.tasks (kind, key, payload, readers, status, quarantined, error) "
+            "VALUES ('inference', 'inference/x/AliceTest/99', '{\"model_id\": \"x\", \"reader_id\": \"AliceTest\"}', "
+            "'{AliceTest}', 'failed', true, 'died') RETURNING task_id").fetchone()[0]
+    try:
+        with connect_as(udb, roles["bob"]) as conn:
+            assert sqlstate(conn, "SELECT shift.retry_task(%s)", (task,)) == "42704"
+            assert sqlstate(conn, "SELECT shift.retry_failed_tasks()") == "42501"
+        with connect_as(udb, roles["alice"]) as conn:
+            assert conn.execute("SELECT shift.retry_task(%s)", (task,)).fetchone()[0] is True
+            assert conn.execute("SELECT status, quarantined FROM shift.tasks WHERE task_id = %s",
+                                (task,)).fetchone() in (("queued", False), ("running", False), ("failed", False))
+    finally:
+        with udb.connect() as conn:
+            conn.execute("DELETE FROM shift.tasks WHERE task_id = %s", (task,))

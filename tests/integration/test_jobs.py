@@ -5,13 +5,17 @@ Alice's readers are SQL readers over tables of her own schema that the worker ma
 read them, and a private table of hers, through the function shift.submit made in her name.
 """
 
+import json
+import os
+import subprocess
+import sys
 import time
 
 import psycopg
 import pytest
 from psycopg import sql
 
-from shift_cli.testbed import Database, WorkerProcess, register_model
+from shift_cli.testbed import ROOT, Database, WorkerProcess, register_model
 from tests.integration.test_privileges import PROXY_QUERY, connect_as, register_digits_as, roles, sqlstate  # noqa: F401
 
 PICKED = ("shapes10.resnet10t", "shapes10.regnetx-002")
@@ -198,3 +202,32 @@ def test_a_job_over_a_private_reader_of_someone_else_fails_like_a_query(jdb, rol
         assert failed.value.diag.sqlstate == queried.value.diag.sqlstate == "42501"
         assert failed.value.diag.message_primary == queried.value.diag.message_primary
         assert status[-1] == queried.value.diag.message_primary
+
+
+def shift_command(cluster, dbname, *args):
+    env = dict(os.environ, SHIFT_HOME=str(cluster.home), SHIFT_PORT=str(cluster.port), PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", "shift_cli.main", "--dbname", dbname, *args],
+                          capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_the_command_submits_follows_and_fetches_a_job(jdb, cluster, tmp_path):
+    q = tmp_path / "q1.sql"
+    q.write_text("SELECT ModelId FROM Models WHERE Input = 'Vision' ORDER BY UpstreamAccuracy DESC LIMIT 2")
+    submitted = shift_command(cluster, jdb.name, "query", "--async", str(q))
+    assert submitted.returncode == 0, submitted.stderr
+    job = int(submitted.stdout.strip())
+    deadline = time.monotonic() + 60
+    while True:
+        status = json.loads(shift_command(cluster, jdb.name, "job", "status", str(job), "--json").stdout)
+        if status["state"] != "queued" and status["state"] != "running" or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert status["state"] == "done", status
+    rows = [json.loads(line) for line in shift_command(cluster, jdb.name, "job", "result", str(job), "--json")
+            .stdout.splitlines()]
+    direct = [json.loads(line) for line in shift_command(cluster, jdb.name, "query", str(q), "--json")
+              .stdout.splitlines()]
+    assert rows == direct and len(rows) == 2
+    assert "already ended" in shift_command(cluster, jdb.name, "job", "cancel", str(job)).stdout
+    unknown = shift_command(cluster, jdb.name, "job", "result", "999999")
+    assert unknown.returncode == 1 and "unknown job 999999" in unknown.stderr

@@ -1,4 +1,4 @@
-"""python -m gpu_daemon --dsn CONNINFO [--device auto|cpu|cuda:N] [--worker-id ID]"""
+"""python -m gpu_daemon --dsn CONNINFO [--device auto|cpu|cuda:N] [--worker-id ID] [--job-runners N]"""
 
 import argparse
 import logging
@@ -16,10 +16,12 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--lease-seconds", type=float, default=60.0,
                         help="how long a claimed task stays this worker's without a heartbeat (default: 60)")
+    parser.add_argument("--job-runners", type=int, default=1,
+                        help="threads that run jobs submitted with shift.submit (default: 1; 0: none)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     worker = Worker(args.dsn, device=args.device, worker_id=args.worker_id, batch_size=args.batch_size,
-                    lease_seconds=args.lease_seconds)
+                    lease_seconds=args.lease_seconds, job_runners=args.job_runners)
     signal.signal(signal.SIGTERM, worker.stop)
     signal.signal(signal.SIGINT, worker.stop)
     # status 1 when it stopped because something broke, so that a supervisor restarts it

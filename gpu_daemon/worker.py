@@ -22,6 +22,7 @@ from psycopg.types.json import Jsonb
 from pyfuncs import proxies
 
 from . import describe, finetune
+from .jobs import JobRunner
 from . import readers as reader_io
 from .models import load_model
 
@@ -112,6 +113,7 @@ _PRUNE = (
     "DELETE FROM shift.tasks WHERE status IN ('done', 'failed') AND NOT quarantined "
     "AND finished_at < now() - " + RETENTION,
     "DELETE FROM shift.workers WHERE heartbeat_at < now() - " + RETENTION,
+    "DELETE FROM shift.jobs WHERE status IN ('done', 'failed', 'cancelled') AND finished_at < now() - " + RETENTION,
     """UPDATE shift.tasks t SET waiters = ARRAY(
            SELECT w FROM unnest(t.waiters) w WHERE w IN (SELECT pid FROM pg_catalog.pg_stat_activity))
        WHERE EXISTS (SELECT 1 FROM unnest(t.waiters) w
@@ -158,7 +160,7 @@ def pick_device(device="auto"):
 
 class Worker:
     def __init__(self, dsn, device="auto", worker_id=None, batch_size=None, max_loaded_models=2,
-                 lease_seconds=LEASE_SECONDS):
+                 lease_seconds=LEASE_SECONDS, job_runners=1):
         self.dsn = dsn
         self.lease_seconds = lease_seconds
         self.device = pick_device(device)
@@ -173,6 +175,8 @@ class Worker:
         self._next_maintenance = 0.0
         self.failed = False  # set when the worker stops because something broke
         self.conn = None
+        # jobs wait on tasks, so they run beside the task loop, never on it
+        self.job_runners = [JobRunner(self, "jobs-%d" % i) for i in range(job_runners)]
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -188,6 +192,8 @@ class Worker:
             open(ready, "w").close()
         beat = threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True)
         beat.start()
+        for runner in self.job_runners:
+            runner.start()
         log.info("worker %s ready on %s", self.worker_id, self.device)
         try:
             while not self._stop.is_set():
@@ -195,6 +201,8 @@ class Worker:
                     break
         finally:
             self._stop.set()
+            for runner in self.job_runners:
+                runner.stop()  # gives its job back while the heartbeat still says this worker lives
             beat.join(timeout=5)
             self._unregister()
         return self.failed
@@ -309,6 +317,8 @@ class Worker:
         task = self._current
         # an upsert: after a restart or a cleanup the row comes back
         conn.execute(_REGISTER, (self.worker_id, socket.gethostname(), os.getpid(), self.device, task))
+        for runner in self.job_runners:
+            runner.beat(conn)
         if task is not None:
             conn.execute(
                 "UPDATE shift.tasks SET lease_until = now() + make_interval(secs => %s) "

@@ -8,7 +8,7 @@ session that only registers models or scores should not pay.
 import functools
 import json
 
-from . import datasim, planner, reader_registry, registry, scorers
+from . import datasim, jobs, planner, reader_registry, registry, scorers
 from . import finetune as finetuning
 from .arguments import distinct_ids, json_object, require_known, resolve_reader
 from .db import Plpy
@@ -118,3 +118,8 @@ benchmark_scores = _sql_errors(datasim.benchmark_scores)
 def finetune(db, model_ids, train_reader, validation_reader, test_reader, params):
     readers = [resolve_reader(db, r) for r in (train_reader, validation_reader, test_reader)]
     return finetuning.finetune(db, model_ids, *readers, params)
+
+
+# -- asynchronous jobs ----------------------------------------------------------------------------------
+
+job_status = _sql_errors(jobs.status)

@@ -21,6 +21,9 @@ app = typer.Typer(help="shift: search pre-trained models worth fine-tuning, insi
                   no_args_is_help=True, add_completion=False)
 worker_app = typer.Typer(help="Start or stop local workers.", no_args_is_help=True)
 app.add_typer(worker_app, name="worker")
+job_app = typer.Typer(help="Follow, fetch or cancel a query submitted with `shift query --async`.",
+                      no_args_is_help=True)
+app.add_typer(job_app, name="job")
 
 console = Console()
 err = Console(stderr=True, soft_wrap=True)
@@ -219,11 +222,20 @@ def worker_stop():
 
 @app.command()
 def query(source: str = typer.Argument(..., metavar="FILE_OR_DASH", help="SHiFT-QL file, or - for stdin"),
-          as_json: bool = typer.Option(False, "--json", help="print JSON lines instead of a table")):
+          as_json: bool = typer.Option(False, "--json", help="print JSON lines instead of a table"),
+          run_async: bool = typer.Option(False, "--async",
+                                         help="run it as a job on a worker and print the job id")):
     """Run a SHiFT-QL query, showing task progress while it runs."""
     import psycopg
     text = _read_source(source)
     cluster = _cluster()
+    if run_async:
+        with _connect(cluster) as conn:
+            try:
+                print(conn.execute("SELECT shift.submit(%s)", (text,)).fetchone()[0])
+            except psycopg.Error as e:
+                _db_error(e)
+        return
     conn = _connect(cluster)
     monitor = _connect(cluster)
     outcome: dict = {}
@@ -265,13 +277,17 @@ def query(source: str = typer.Argument(..., metavar="FILE_OR_DASH", help="SHiFT-
         if isinstance(e, psycopg.Error):
             _db_error(e)
         raise e
-    rows = outcome.get("rows", [])
+    _print_rows(outcome.get("rows", []), as_json, f"in {time.monotonic() - started:.1f} s")
+
+
+def _print_rows(rows, as_json: bool, when: str) -> None:
+    """The ranked models of a query or a job: a table, or JSON lines."""
     if as_json:
         for rank, model_id, score, selected in rows:
             print(json.dumps({"rank": rank, "model_id": model_id, "score": score, "selected": selected},
                              default=str))
         return
-    t = Table(title=f"{len(rows)} model(s) in {time.monotonic() - started:.1f} s")
+    t = Table(title=f"{len(rows)} model(s) {when}")
     t.add_column("rank", justify="right")
     t.add_column("model_id")
     t.add_column("score", justify="right")
@@ -295,6 +311,51 @@ def _show_progress(monitor, backend_pid: int, bar: Progress, task) -> None:
         desc = ", ".join(f"{counts[s]} {s}" for s in ("running", "queued", "failed") if counts.get(s))
         bar.update(task, total=total, completed=counts.get("done", 0) + counts.get("failed", 0),
                    description=desc or "finishing")
+
+
+def _job_call(statement: str, job_id: int):
+    """Run one statement about a job; its rows and column names (a database error exits 1)."""
+    import psycopg
+    with _connect(_cluster()) as conn:
+        try:
+            cur = conn.execute(statement, (job_id,))
+            return cur.fetchall(), [c.name for c in cur.description]
+        except psycopg.Error as e:
+            _db_error(e)
+
+
+@job_app.command("status")
+def job_status(job_id: int = typer.Argument(..., metavar="ID"),
+               as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table")):
+    """A job's state, its tasks done, the time it ran and the time it still needs."""
+    rows, names = _job_call("SELECT * FROM shift.job_status(%s)", job_id)
+    status = dict(zip(names, rows[0]))
+    if as_json:
+        print(json.dumps(status, default=str))
+        return
+    t = Table(show_header=False, box=None)
+    for name, value in status.items():
+        if name == "progress":
+            value = f"{value:.0%}"
+        elif hasattr(value, "total_seconds"):
+            value = f"{value.total_seconds():.1f} s"
+        t.add_row(name.replace("_", " "), "-" if value is None else str(value))
+    console.print(t)
+
+
+@job_app.command("result")
+def job_result(job_id: int = typer.Argument(..., metavar="ID"),
+               as_json: bool = typer.Option(False, "--json", help="print JSON lines instead of a table")):
+    """The ranked models of a done job (a failed job prints its error)."""
+    rows, _ = _job_call("SELECT rank, model_id, score, selected FROM shift.job_result(%s)", job_id)
+    _print_rows(rows, as_json, f"of job {job_id}")
+
+
+@job_app.command("cancel")
+def job_cancel(job_id: int = typer.Argument(..., metavar="ID")):
+    """Cancel a queued or running job."""
+    rows, _ = _job_call("SELECT shift.cancel_job(%s)", job_id)
+    console.print(f"job {job_id} cancelled" if rows[0][0] else f"job {job_id} had already ended")
 
 
 @app.command()

@@ -36,6 +36,12 @@ CREATE SCHEMA shift_readers;
 COMMENT ON SCHEMA shift_readers IS 'one function per SQL reader, owned by its owner: how workers read it';
 REVOKE ALL ON SCHEMA shift_readers FROM PUBLIC;
 
+-- The same for jobs: shift.submit makes one SECURITY DEFINER function of the submitter here, which
+-- runs the job's query with the submitter's privileges when a worker calls it.
+CREATE SCHEMA shift_jobs;
+COMMENT ON SCHEMA shift_jobs IS 'one function per queued or running job, owned by its submitter: how workers run it';
+REVOKE ALL ON SCHEMA shift_jobs FROM PUBLIC;
+
 CREATE FUNCTION shift._caller(claimed name) RETURNS name
 LANGUAGE plpgsql STABLE SECURITY INVOKER SET search_path = pg_catalog, pg_temp
 AS $$
@@ -118,6 +124,16 @@ CREATE POLICY visible ON shift.tasks
            AND (readers <> '{}' OR payload ? 'model_id' OR pg_has_role(current_user, 'shift_worker', 'USAGE')
                 OR EXISTS (SELECT FROM pg_roles r WHERE r.rolname = requested_by
                                                     AND pg_has_role(current_user, r.oid, 'USAGE'))));
+
+-- A job, and its rows, are seen by those with its owner's privileges, admins and the workers.
+ALTER TABLE shift.jobs ENABLE ROW LEVEL SECURITY;
+CREATE POLICY visible ON shift.jobs
+    USING (shift._has_role(current_user, owner) OR shift._is_admin(current_user)
+           OR pg_has_role(current_user, 'shift_worker', 'USAGE'));
+
+ALTER TABLE shift.job_results ENABLE ROW LEVEL SECURITY;
+CREATE POLICY visible ON shift.job_results
+    USING (EXISTS (SELECT FROM shift.jobs j WHERE j.job_id = job_results.job_id));
 
 -------------------------------------------------------------------------------
 -- What registration and dropping need, checked where the row is written
@@ -437,6 +453,171 @@ AS $$
 $$;
 
 -------------------------------------------------------------------------------
+-- Jobs: a SHiFT-QL text run by a worker, outliving the submitter's connection.
+-- The worker is not a member of the submitter and must not be: the text runs
+-- inside a SECURITY DEFINER function the submitter made in shift_jobs, where
+-- PostgreSQL refuses SET ROLE; the worker only calls it and stores its rows.
+-------------------------------------------------------------------------------
+
+-- Whether `role` may see a job of `job_owner`: as for a reader, its owner's privileges, an admin's, a worker's.
+CREATE FUNCTION shift._may_see_job(role name, job_owner name) RETURNS boolean
+LANGUAGE sql STABLE SECURITY INVOKER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT shift._has_role(role, job_owner) OR shift._is_admin(role) OR pg_has_role(role, 'shift_worker', 'USAGE')
+$$;
+
+-- SECURITY DEFINER: drops a job's function, which only its owner (or a superuser) may.
+CREATE FUNCTION shift._drop_job_function(fn oid) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF fn IS NOT NULL AND EXISTS (SELECT FROM pg_proc p WHERE p.oid = fn AND p.pronamespace = 'shift_jobs'::regnamespace)
+    THEN
+        EXECUTE format('DROP FUNCTION %s', fn::regprocedure);
+    END IF;
+END
+$$;
+
+-- SECURITY DEFINER: users may not write shift.jobs. The owner is the verified caller; the function must be
+-- the caller's own SECURITY DEFINER function in shift_jobs, of no arguments and no other job: run by the
+-- worker as anything else (the worker's own privileges, another user's) it would run the text as someone else.
+CREATE FUNCTION shift._store_job(caller name, query text, fn regprocedure) RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    role name := shift._caller(caller);
+    id bigint;
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_proc p
+                    WHERE p.oid = fn AND p.pronamespace = 'shift_jobs'::regnamespace AND p.prosecdef AND p.pronargs = 0
+                      AND p.proowner = (SELECT oid FROM pg_roles WHERE rolname = role))
+       OR EXISTS (SELECT FROM shift.jobs j WHERE j.run_function = fn) THEN
+        RAISE EXCEPTION USING ERRCODE = '42501',
+            MESSAGE = format('%s is not a job function of role %s', fn, role);
+    END IF;
+    INSERT INTO shift.jobs (query, owner, run_function) VALUES (query, role, fn) RETURNING job_id INTO id;
+    PERFORM pg_notify('shift_jobs', id::text);
+    RETURN id;
+END
+$$;
+
+-- Queue a SHiFT-QL text as a job; its id comes back. A text that cannot be translated fails here, as
+-- shift.query would. The function made here (owned by the caller, executable by the workers alone)
+-- runs the text with the caller's privileges; the job is queued when the caller's transaction commits.
+CREATE FUNCTION shift.submit(query text) RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    fn text := 'shift_jobs.' || quote_ident('job_' || replace(gen_random_uuid()::text, '-', ''));
+BEGIN
+    PERFORM shift.translate(query);
+    EXECUTE format('CREATE FUNCTION %s() RETURNS TABLE (rank integer, model_id text, score double precision, '
+                   'selected jsonb) LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp '
+                   'AS %L', fn, format('SELECT * FROM shift.query(%L)', query));
+    EXECUTE format('REVOKE ALL ON FUNCTION %s() FROM PUBLIC', fn);
+    EXECUTE format('GRANT EXECUTE ON FUNCTION %s() TO shift_worker', fn);
+    RETURN shift._store_job(current_user, query, (fn || '()')::regprocedure);
+END
+$$;
+COMMENT ON FUNCTION shift.submit(text) IS
+    'run a SHiFT-QL query as a job on a worker, which outlives this connection; returns the job id';
+
+-- SECURITY DEFINER: ends a job for the runner that holds it (its backend pid), counts its tasks and drops its
+-- function. Only a worker's session may: users end their jobs with shift.cancel_job.
+CREATE FUNCTION shift._finish_job(job bigint, runner integer, outcome text, error text DEFAULT NULL,
+                                  state text DEFAULT NULL, detail text DEFAULT NULL, hint text DEFAULT NULL)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    this shift.jobs;
+BEGIN
+    IF NOT pg_has_role(session_user, 'shift_worker', 'MEMBER') THEN
+        RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = format('session user %s is not a shift worker', session_user);
+    END IF;
+    IF outcome IS NULL OR outcome NOT IN ('done', 'failed', 'cancelled') THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = format('a job cannot end %s', outcome);
+    END IF;
+    SELECT * INTO this FROM shift.jobs j WHERE j.job_id = job AND j.status = 'running' AND j.backend_pid = runner
+       FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN false;  -- no longer this runner's: cancelled while queued, or taken over after a lost lease
+    END IF;
+    UPDATE shift.jobs j SET status = outcome, finished_at = now(), lease_until = NULL, run_function = NULL,
+           error = _finish_job.error, sqlstate = state, error_detail = detail, error_hint = hint,
+           tasks_total = c.total, tasks_done = c.done
+      FROM (SELECT count(*) AS total, count(*) FILTER (WHERE t.status = 'done') AS done
+              FROM shift.tasks t
+             WHERE runner = ANY(t.waiters) AND (t.status IN ('queued', 'running') OR t.finished_at >= this.started_at)) c
+     WHERE j.job_id = job;
+    PERFORM shift._drop_job_function(this.run_function);
+    RETURN true;
+END
+$$;
+
+-- SECURITY DEFINER: users may not write shift.jobs. Those who may see a job may cancel it: a queued one
+-- ends now; a running one is marked, and its runner cancels the statement. False when it had ended.
+CREATE FUNCTION shift._cancel_job(caller name, job bigint) RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    role name := shift._caller(caller);
+    this shift.jobs;
+BEGIN
+    SELECT * INTO this FROM shift.jobs j WHERE j.job_id = job FOR UPDATE;
+    IF NOT FOUND OR NOT shift._may_see_job(role, this.owner) THEN
+        RAISE EXCEPTION USING ERRCODE = '42704', MESSAGE = format('unknown job %s', job),
+            HINT = 'your jobs are listed by SELECT job_id, status, query FROM shift.jobs';
+    END IF;
+    IF this.status = 'queued' THEN
+        UPDATE shift.jobs j SET status = 'cancelled', cancel_requested = true, finished_at = now(), run_function = NULL
+         WHERE j.job_id = job;
+        PERFORM shift._drop_job_function(this.run_function);
+        RETURN true;
+    ELSIF this.status = 'running' THEN
+        UPDATE shift.jobs j SET cancel_requested = true WHERE j.job_id = job;
+        RETURN true;
+    END IF;
+    RETURN false;
+END
+$$;
+
+CREATE FUNCTION shift.cancel_job(id bigint) RETURNS boolean
+LANGUAGE sql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp
+AS $$ SELECT shift._cancel_job(current_user, id) $$;
+COMMENT ON FUNCTION shift.cancel_job(bigint) IS
+    'cancel a queued or running job (its running statement is cancelled within seconds); false when it had ended';
+
+-- The rows of a done job, as shift.query returned them; a failed job raises the error its query raised.
+CREATE FUNCTION shift.job_result(id bigint)
+RETURNS TABLE (rank integer, model_id text, score double precision, selected jsonb)
+LANGUAGE plpgsql STABLE SECURITY INVOKER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    this shift.jobs;
+BEGIN
+    SELECT * INTO this FROM shift.jobs j WHERE j.job_id = id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = '42704', MESSAGE = format('unknown job %s', id),
+            HINT = 'your jobs are listed by SELECT job_id, status, query FROM shift.jobs';
+    ELSIF this.status = 'done' THEN
+        RETURN QUERY SELECT r.rank, r.model_id, r.score, r.selected FROM shift.job_results r
+                      WHERE r.job_id = id ORDER BY r.rank;
+    ELSIF this.status = 'failed' THEN
+        PERFORM shift._raise(coalesce(this.sqlstate, 'XX000'), coalesce(this.error, 'the job failed'),
+                             this.error_detail, this.error_hint);
+    ELSIF this.status = 'cancelled' THEN
+        RAISE EXCEPTION USING ERRCODE = '57014', MESSAGE = format('job %s was cancelled', id);
+    ELSE
+        RAISE EXCEPTION USING ERRCODE = '55000', MESSAGE = format('job %s is %s, not done yet', id, this.status),
+            HINT = format('SELECT * FROM shift.job_status(%s) says how far it is', id);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION shift.job_result(bigint) IS
+    'the ranked models of a done job, as shift.query returns them; a failed job raises its error';
+
+-------------------------------------------------------------------------------
 -- Settings that choose code or connections count only when a superuser set them
 -------------------------------------------------------------------------------
 
@@ -505,12 +686,15 @@ COMMENT ON FUNCTION shift.revoke_reader(text, name) IS 'take back shift.grant_re
 -------------------------------------------------------------------------------
 
 -- The workers: read everything, fill the caches, run the queue, load models' metadata.
-GRANT USAGE ON SCHEMA shift, shift_readers TO shift_worker;
+GRANT USAGE ON SCHEMA shift, shift_readers, shift_jobs TO shift_worker;
 GRANT SELECT ON ALL TABLES IN SCHEMA shift TO shift_worker;
 GRANT INSERT, UPDATE ON shift.features, shift.labels, shift.scores, shift.costs, shift.reader_costs,
     shift.proxy_costs, shift.finetune_results TO shift_worker;
 GRANT INSERT, UPDATE, DELETE ON shift.workers TO shift_worker;
 GRANT UPDATE, DELETE ON shift.tasks TO shift_worker;
+-- jobs: claim, renew the lease, give back, prune; store the rows. Ending one drops its function: shift._finish_job.
+GRANT UPDATE (status, worker_id, backend_pid, lease_until, attempts, started_at), DELETE ON shift.jobs TO shift_worker;
+GRANT INSERT ON shift.job_results TO shift_worker;
 GRANT UPDATE (loaded_at, load_error, framework, architecture, num_params, feature_dim, input_size, input,
               num_classes, input_mean, input_std, upstream_dataset, upstream_accuracy) ON shift.models TO shift_worker;
 
@@ -522,7 +706,7 @@ LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     EXECUTE format('GRANT USAGE ON SCHEMA shift TO %s', role_name);
-    EXECUTE format('GRANT USAGE, CREATE ON SCHEMA shift_readers TO %s', role_name);
+    EXECUTE format('GRANT USAGE, CREATE ON SCHEMA shift_readers, shift_jobs TO %s', role_name);
     EXECUTE format('GRANT SELECT ON ALL TABLES IN SCHEMA shift TO %s', role_name);
     EXECUTE format('GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA shift TO %s', role_name);
 END
@@ -545,3 +729,33 @@ COMMENT ON FUNCTION shift.grant_admin(regrole) IS
     'everything grant_usage gives, plus writing, dropping and granting all of shift''s tables';
 
 REVOKE ALL ON FUNCTION shift.grant_usage(regrole), shift.grant_admin(regrole) FROM PUBLIC, shift_worker;
+
+-------------------------------------------------------------------------------
+-- A function a worker runs as its owner (a SQL reader's, a job's) must stay
+-- SECURITY DEFINER: made SECURITY INVOKER by CREATE OR REPLACE or ALTER
+-- FUNCTION, it would run with the worker's privileges.
+-------------------------------------------------------------------------------
+
+CREATE FUNCTION shift._keep_definer_functions() RETURNS event_trigger
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    bad text;
+BEGIN
+    SELECT c.object_identity INTO bad
+      FROM pg_event_trigger_ddl_commands() c JOIN pg_proc p ON p.oid = c.objid
+     WHERE c.classid = 'pg_proc'::regclass AND NOT p.prosecdef
+       AND (p.pronamespace IN ('shift_readers'::regnamespace, 'shift_jobs'::regnamespace)
+            OR EXISTS (SELECT FROM shift.readers r WHERE r.read_function = p.oid)
+            OR EXISTS (SELECT FROM shift.jobs j WHERE j.run_function = p.oid))
+     LIMIT 1;
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = format('function %s must stay SECURITY DEFINER', bad),
+            DETAIL = 'shift''s workers run the functions of schemas shift_readers and shift_jobs as their owners';
+    END IF;
+END
+$$;
+
+CREATE EVENT TRIGGER shift_keep_definer_functions ON ddl_command_end
+    WHEN TAG IN ('CREATE FUNCTION', 'ALTER FUNCTION')
+    EXECUTE FUNCTION shift._keep_definer_functions();

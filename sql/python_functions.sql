@@ -157,3 +157,14 @@ PYTHON api.finetune
 COMMENT 'fine-tune models on a train reader (new linear head, then the whole network at each learning rate of a grid), '
         'keep the best on the validation reader, and record its test accuracy in shift.finetune_results; waits for '
         'the workers, and reuses recorded results (seed 002 §4.3)';
+
+-------------------------------------------------------------------------------
+-- Jobs: how far one is (shift.submit, shift.job_result and shift.cancel_job are in privileges.sql)
+-------------------------------------------------------------------------------
+
+CREATE FUNCTION shift.job_status(id bigint)
+RETURNS TABLE (job_id bigint, state text, progress real, tasks_done integer, tasks_total integer,
+               elapsed interval, remaining interval, error text) VOLATILE
+PYTHON api.job_status
+COMMENT 'a job''s state (queued, running, done, failed, cancelled), the part of its tasks done, '
+        'the time it ran and the time it still needs by the cost model or its rate so far, and its error';

@@ -212,3 +212,45 @@ CREATE TABLE shift.plans (
     created_at       timestamptz NOT NULL DEFAULT now()
 );
 COMMENT ON TABLE shift.plans IS 'each scoring plan chosen: both cost estimates, their terms, the choice and the time it took';
+
+-------------------------------------------------------------------------------
+-- Asynchronous jobs: a SHiFT-QL text submitted with shift.submit, run by a
+-- worker's job runner, its rows kept until the job is pruned
+-------------------------------------------------------------------------------
+
+CREATE TABLE shift.jobs (
+    job_id           bigserial PRIMARY KEY,
+    query            text NOT NULL,
+    owner            name NOT NULL,     -- the submitter: who sees the job, whose privileges run it
+    -- the owner's SECURITY DEFINER function (schema shift_jobs) that runs the query; NULL once the job ended
+    run_function     regprocedure UNIQUE,
+    status           text NOT NULL DEFAULT 'queued'
+                     CHECK (status IN ('queued', 'running', 'done', 'failed', 'cancelled')),
+    cancel_requested boolean NOT NULL DEFAULT false,
+    worker_id        text,              -- the worker whose job runner runs it
+    backend_pid      integer,           -- the runner's backend: the waiter of the job's tasks
+    lease_until      timestamptz,
+    attempts         integer NOT NULL DEFAULT 0,
+    max_attempts     integer NOT NULL DEFAULT 3,
+    tasks_done       integer,           -- counted when the job ends; job_status counts a running one
+    tasks_total      integer,
+    error            text,
+    sqlstate         text,
+    error_detail     text,
+    error_hint       text,
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    started_at       timestamptz,
+    finished_at      timestamptz
+);
+CREATE INDEX jobs_claimable ON shift.jobs (job_id) WHERE status IN ('queued', 'running');
+COMMENT ON TABLE shift.jobs IS 'SHiFT-QL texts run asynchronously (shift.submit); each user sees its own';
+
+CREATE TABLE shift.job_results (
+    job_id   bigint NOT NULL REFERENCES shift.jobs ON DELETE CASCADE,
+    rank     integer NOT NULL,
+    model_id text,
+    score    double precision,
+    selected jsonb,
+    PRIMARY KEY (job_id, rank)
+);
+COMMENT ON TABLE shift.job_results IS 'the rows of each done job, as shift.query returns them (shift.job_result)';

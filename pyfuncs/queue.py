@@ -118,21 +118,39 @@ def _require_committed(cur, kind, table, column, names):
                          hint="commit the transaction that registered it, then run the query")
 
 
-def wait(db, task_ids):
-    """Block until every task is done; raise on a failed task or when no worker is left."""
+# A task's model comes from its payload; its load error is what the worker recorded when loading failed.
+POLL = ("SELECT t.task_id, t.status, t.error, t.kind, t.key, t.depends_on, t.quarantined, t.progress, "
+        "t.payload->>'model_id' AS model_id, m.load_error FROM shift.tasks t "
+        "LEFT JOIN shift.models m ON m.model_id = t.payload->>'model_id' WHERE t.task_id = ANY($1)")
+
+
+def wait(db, task_ids, leave_out_unloadable=False):
+    """Block until every task is done; raise on a failed task or when no worker is left.
+
+    With leave_out_unloadable, a task that failed because its model cannot be loaded (the worker
+    recorded shift.models.load_error) fails nothing: that model's tasks are no longer waited on.
+    Returns {model_id: load error} of the models so left out.
+    """
     pending = set(task_ids)
+    unloadable = {}
     last_live = time.monotonic()
     while pending:
-        rows = db.execute(
-            "SELECT task_id, status, error, kind, key, depends_on, quarantined FROM shift.tasks "
-            "WHERE task_id = ANY($1)", ["bigint[]"], [list(pending)])
-        failed = {r["task_id"]: r for r in rows if r["status"] == "failed"}
-        if failed:
-            raise _task_failed(failed)
-        if rows.nrows() < len(pending):
+        rows = [dict(r) for r in db.execute(POLL, ["bigint[]"], [list(pending)])]
+        if len(rows) < len(pending):
             gone = sorted(pending - {r["task_id"] for r in rows})
             raise ShiftError("task %d this query waits on was deleted" % gone[0], TASK_FAILED,
                              hint="run the query again")
+        if leave_out_unloadable:
+            lost = {r["model_id"]: r["load_error"] for r in rows
+                    if r["status"] == "failed" and r["model_id"] and r["load_error"]}
+            if lost:
+                unloadable.update(lost)
+                dropped = {r["task_id"] for r in rows if r["model_id"] in lost}
+                pending -= dropped
+                rows = [r for r in rows if r["task_id"] not in dropped]
+        failed = {r["task_id"]: r for r in rows if r["status"] == "failed"}
+        if failed:
+            raise _task_failed(failed)
         pending -= {r["task_id"] for r in rows if r["status"] == "done"}
         if not pending:
             break
@@ -142,6 +160,7 @@ def wait(db, task_ids):
             raise ShiftError("no shift worker is alive while %d tasks wait" % len(pending), NOT_READY,
                              hint="start a worker with `shift worker start`; queued tasks are kept")
         db.execute("SELECT pg_sleep(%s)" % POLL_SECONDS)
+    return unloadable
 
 
 def _task_failed(failed):

@@ -1,0 +1,135 @@
+"""A model that cannot be loaded is left out of queries with a warning.
+
+The pool holds the test zoo and TorchScript files registered by the superuser whose
+contents are garbage: loading them fails in the worker, which records why.
+"""
+
+import warnings
+from dataclasses import dataclass
+
+import pytest
+
+from shift_cli.testbed import Database, WorkerProcess, register_digits, register_model
+
+FULL = "SELECT ModelId FROM Models WHERE Input == 'Vision' ORDER BY {scorer} ASC TESTED ON Test TRAINED ON Train"
+TOP1 = FULL + " LIMIT 1"
+
+
+@pytest.fixture(scope="module")
+def fdb(cluster, zoo):
+    with Database(cluster, "shift_failures") as database:
+        with database.connect() as conn:
+            for m in zoo:
+                register_model(conn, m)
+            register_digits(conn, cluster, "Train", "Test", "digits")
+        worker = WorkerProcess(database.worker_dsn, cluster.home / "worker-failures.log", "failures-worker")
+        worker.wait_ready()
+        try:
+            yield database, [m["model_id"] for m in zoo]
+        finally:
+            worker.stop()
+
+
+@dataclass
+class Notice:
+    severity_nonlocalized: str
+    message_primary: str
+    message_detail: str
+    message_hint: str
+
+
+def garbage_torchscript(cluster, name):
+    path = cluster.server_readable_dir("broken-models") / ("%s.pt" % name)
+    path.write_bytes(b"this is not a TorchScript archive\n" * 64)
+    path.chmod(0o644)
+    return path
+
+
+def register_garbage(conn, cluster, model_id):
+    path = garbage_torchscript(cluster, model_id)
+    conn.execute("SELECT shift.register_model(%s, 'torchscript', %s, input_size => 16)", (model_id, str(path)))
+    return path
+
+
+def run(conn, text):
+    """Rows (model_id, score) of a SHiFT-QL query and the notices it sent, by severity."""
+    notices = []
+
+    def handler(d):  # a notice's fields are readable only inside the handler
+        try:
+            notices.append(Notice(d.severity_nonlocalized, d.message_primary, d.message_detail, d.message_hint))
+        except Exception as e:
+            notices.append(Notice("ERR", repr(e), None, None))
+
+    conn.add_notice_handler(handler)
+    try:
+        rows = conn.execute("SELECT model_id, score FROM shift.query(%s)", (text,)).fetchall()
+    finally:
+        conn.remove_notice_handler(handler)
+    said = {}
+    for n in notices:
+        said.setdefault(n.severity_nonlocalized, []).append(n)
+    return rows, said
+
+
+def status(conn, model_id):
+    return conn.execute("SELECT status, error FROM shift.model_status WHERE model_id = %s", (model_id,)).fetchone()
+
+
+def test_a_model_found_unloadable_while_the_query_waits_is_left_out(fdb, cluster):
+    database, zoo = fdb
+    with database.connect() as conn:
+        register_garbage(conn, cluster, "broken_a")
+        assert status(conn, "broken_a")[0] == "registered"
+        rows, said = run(conn, TOP1.format(scorer="EuclideanNN"))  # top-K: the test inference finds it
+        assert len(rows) == 1 and rows[0][0] in zoo
+        [warning] = said["WARNING"]
+        assert warning.message_primary.startswith("model broken_a is left out: it cannot be loaded (")
+        assert "describe_models(ARRAY['broken_a'])" in warning.message_hint
+        state, error = status(conn, "broken_a")
+        assert state == "failed" and error and error.split(":")[0] in warning.message_primary
+
+        register_garbage(conn, cluster, "broken_b")
+        rows, said = run(conn, FULL.format(scorer="Linear(lr=0.1)"))  # a full pass finds b, a is known
+        assert sorted(m for m, _ in rows) == sorted(zoo)
+        assert sorted(w.message_primary.split()[1] for w in said["WARNING"]) == ["broken_a", "broken_b"]
+        assert status(conn, "broken_b")[0] == "failed"
+
+
+def test_a_recorded_load_error_leaves_the_model_out_before_planning(fdb):
+    database, zoo = fdb
+    with database.connect() as conn:
+        before = conn.execute("SELECT count(*) FROM shift.tasks WHERE key LIKE '%%broken%%'").fetchone()[0]
+        rows, said = run(conn, TOP1.format(scorer="KNN(k=3)"))
+        assert len(rows) == 1 and rows[0][0] in zoo
+        assert sorted(w.message_primary.split()[1] for w in said["WARNING"]) == ["broken_a", "broken_b"]
+        # no task was made for them
+        assert conn.execute("SELECT count(*) FROM shift.tasks WHERE key LIKE '%%broken%%'").fetchone()[0] == before
+        # shift.score directly, without top-K: the others' scores
+        scored = conn.execute("SELECT model_id FROM shift.score('CosineNN', '{}', %s, 'Test', 'Train')",
+                              (zoo + ["broken_a"],)).fetchall()
+        assert sorted(m for m, in scored) == sorted(zoo)
+        # a pool of nothing but unloadable models answers no rows
+        assert conn.execute("SELECT * FROM shift.score('CosineNN', '{}', ARRAY['broken_a', 'broken_b'], 'Test', "
+                            "'Train')").fetchall() == []
+
+
+def test_describe_models_brings_a_fixed_model_back(fdb, cluster):
+    import torch
+    from torch import nn
+
+    database, zoo = fdb
+    path = cluster.server_readable_dir("broken-models") / "broken_a.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit is deprecated upstream but still the TorchScript format
+        net = nn.Sequential(nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(12, 8))
+        torch.jit.script(net.eval()).save(str(path))
+    path.chmod(0o644)
+    with database.connect() as conn:
+        described = conn.execute("SELECT status, error FROM shift.describe_models(ARRAY['broken_a'])").fetchall()
+        assert described == [("ready", None)], described
+        assert status(conn, "broken_a") == ("ready", None)
+        rows, said = run(conn, FULL.format(scorer="CosineNN"))
+        assert sorted(m for m, _ in rows) == sorted(zoo + ["broken_a"])
+        assert [w.message_primary.split()[1] for w in said["WARNING"]] == ["broken_b"]
+        assert status(conn, "broken_b")[0] == "failed"

@@ -125,17 +125,17 @@ def run(req):
         est.terms["survivors"] = kept
         record(req, "successive halving", est, started, mode)
     else:
-        dispatch(req, full_pass_tasks(req, missing))
+        dispatch(req, full_pass_tasks(req, missing), est.without_sh)
         values = req.cached(req.models, n)
         record(req, "full", est, started, mode)
     return values
 
 
-def dispatch(req, planned):
+def dispatch(req, planned, estimate=None):
     """Enqueue and wait; models whose tasks could not load them leave the request."""
     if planned:
         ids = queue.enqueue(req.db, planned, req.models, {req.test["reader_id"], req.train["reader_id"]})
-        req.leave_out(queue.wait(req.db, ids, leave_out_unloadable=True))
+        req.leave_out(queue.wait(req.db, ids, leave_out_unloadable=True, estimate=estimate))
 
 
 def full_pass_tasks(req, models):

@@ -1,9 +1,11 @@
-"""A model that cannot be loaded is left out of queries with a warning.
+"""A model that cannot be loaded is left out of queries with a warning; progress notices.
 
 The pool holds the test zoo and TorchScript files registered by the superuser whose
 contents are garbage: loading them fails in the worker, which records why.
 """
 
+import re
+import time
 import warnings
 from dataclasses import dataclass
 
@@ -13,6 +15,7 @@ from shift_cli.testbed import Database, WorkerProcess, register_digits, register
 
 FULL = "SELECT ModelId FROM Models WHERE Input == 'Vision' ORDER BY {scorer} ASC TESTED ON Test TRAINED ON Train"
 TOP1 = FULL + " LIMIT 1"
+PROGRESS = re.compile(r"^waiting on workers: (\d+) of (\d+) tasks done(, about \S+ (s|min|h) left)?$")
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +77,28 @@ def run(conn, text):
 
 def status(conn, model_id):
     return conn.execute("SELECT status, error FROM shift.model_status WHERE model_id = %s", (model_id,)).fetchone()
+
+
+def test_progress_notices_count_the_tasks_of_a_slow_query(fdb):
+    database, zoo = fdb
+    with database.connect() as conn:
+        conn.execute("SET shift.progress_interval = '0.2'")
+        started = time.monotonic()
+        rows, said = run(conn, FULL.format(scorer="CosineNN"))
+        seconds = time.monotonic() - started
+        waited = conn.execute("SELECT count(*) FROM shift.tasks WHERE %s = ANY(waiters)",
+                              (conn.info.backend_pid,)).fetchone()[0]
+    assert sorted(m for m, _ in rows) == sorted(zoo)
+    progress = [PROGRESS.match(n.message_primary) for n in said.get("NOTICE", [])]
+    assert progress and all(progress), (seconds, said)
+    done = [int(m.group(1)) for m in progress]
+    # per model: train inference, test inference, the proxy
+    assert waited == 3 * len(zoo) and {int(m.group(2)) for m in progress} == {waited}
+    assert done == sorted(done) and done[-1] < waited
+    assert any(m.group(3) for m in progress if int(m.group(1)) > 0)
+    # one notice per interval at most, none in the first one
+    assert len(progress) <= seconds / 0.2 + 1, (len(progress), seconds)
+    assert not said.get("WARNING")
 
 
 def test_a_model_found_unloadable_while_the_query_waits_is_left_out(fdb, cluster):

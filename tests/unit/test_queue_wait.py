@@ -1,4 +1,4 @@
-"""Waiting on tasks without a database: models that cannot be loaded."""
+"""Waiting on tasks without a database: models that cannot be loaded, progress notices."""
 
 import pytest
 
@@ -77,6 +77,7 @@ def task(task_id, model, status="queued", kind="inference", load_error=None, pro
 def clock(monkeypatch):
     c = Clock()
     monkeypatch.setattr(queue.time, "monotonic", c)
+    monkeypatch.setattr(queue, "_LAST_NOTICE", [float("-inf")])
     return c
 
 
@@ -114,6 +115,71 @@ def test_other_failures_still_fail_the_wait(clock):
     with pytest.raises(ShiftError) as info:
         queue.wait(FakeDb(states, clock), [1, 3], leave_out_unloadable=True)
     assert info.value.sqlstate == "38000" and "bad block" in info.value.message
+
+
+def running_states(n_tasks, polls_per_task):
+    """Tasks finishing one after the other, each after `polls_per_task` polls."""
+    states = []
+    for done in range(n_tasks):
+        for p in range(polls_per_task):
+            states.append([task(i, "m", "done" if i < done else "running" if i == done else "queued",
+                                progress=p / polls_per_task if i == done else 0.0) for i in range(n_tasks)])
+    states.append([task(i, "m", "done") for i in range(n_tasks)])
+    return states
+
+
+def test_progress_notices_come_after_the_first_interval_and_no_faster(clock):
+    # 6 tasks of 2 s each (4 polls of 0.5 s): 12 s in all, a notice at most every 2 s
+    db = FakeDb(running_states(6, 4), clock, settings={"shift.progress_interval": "2"})
+    queue.wait(db, list(range(6)))
+    notices = db.plpy.notices
+    assert 4 <= len(notices) <= 6, notices
+    assert notices[0].startswith("waiting on workers: 1 of 6 tasks done"), notices
+    done = [int(n.split()[3]) for n in notices]
+    assert done == sorted(done) and done[-1] >= 4
+    assert all(" of 6 tasks done" in n for n in notices)
+    # at the rate so far: about (6 - done) * 2 s left
+    assert "about 10 s left" in notices[0], notices[0]
+
+
+def test_a_quick_wait_is_silent(clock):
+    db = FakeDb(running_states(2, 2), clock, settings={"shift.progress_interval": "3"})
+    queue.wait(db, [0, 1])
+    assert db.plpy.notices == []
+
+
+def test_the_interval_counts_from_the_start_of_the_statement(clock):
+    # an earlier wait of the same statement took 5 s: this one reports at its first poll
+    db = FakeDb(running_states(2, 2), clock, settings={"shift.progress_interval": "3"}, statement_age=5.0)
+    queue.wait(db, [0, 1])
+    assert db.plpy.notices and db.plpy.notices[0].startswith("waiting on workers: 0 of 2 tasks done")
+
+
+def test_no_progress_notices_with_interval_zero(clock):
+    db = FakeDb(running_states(6, 4), clock, settings={"shift.progress_interval": "0"})
+    queue.wait(db, list(range(6)))
+    assert db.plpy.notices == []
+
+
+def test_a_bad_progress_interval_is_an_error(clock):
+    with pytest.raises(ShiftError) as info:
+        queue.wait(FakeDb(running_states(1, 1), clock, settings={"shift.progress_interval": "often"}), [0])
+    assert info.value.sqlstate == "22023"
+
+
+def test_the_estimate_speaks_before_any_task_progressed(clock):
+    states = [[task(0, "m", "running")]] * 10 + [[task(0, "m", "done")]]
+    db = FakeDb(states, clock, settings={"shift.progress_interval": "1"})
+    queue.wait(db, [0], estimate=60.0)
+    assert "about 59 s left" in db.plpy.notices[0], db.plpy.notices
+
+
+def test_remaining_time():
+    assert queue.remaining(10.0, 2, 6) == pytest.approx(20.0)
+    assert queue.remaining(10.0, 0, 6) is None
+    assert queue.remaining(10.0, 0, 6, estimate=25.0) == pytest.approx(15.0)
+    assert queue.remaining(30.0, 0, 6, estimate=25.0) is None
+    assert [queue.seconds_text(s) for s in (0.2, 42, 600, 7200)] == ["1 s", "42 s", "10 min", "2.0 h"]
 
 
 class PlannerDb(FakeDb):

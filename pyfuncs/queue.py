@@ -11,7 +11,7 @@ import json
 import random
 import time
 
-from .errors import INVALID_PARAMETER, INVALID_TRANSACTION_STATE, NOT_READY, TASK_FAILED, ShiftError
+from .errors import INVALID_PARAMETER, INVALID_TRANSACTION_STATE, NOT_READY, QUERY_CANCELED, TASK_FAILED, ShiftError
 
 POLL_SECONDS = 0.05
 WORKER_GRACE_SECONDS = 5.0  # after shift.live_workers' own 15 s: time for a restarted worker
@@ -131,40 +131,53 @@ def wait(db, task_ids, leave_out_unloadable=False, estimate=None):
     recorded shift.models.load_error) fails nothing: that model's tasks are no longer waited on.
     Returns {model_id: load error} of the models so left out. `estimate` is the plan's estimate
     of the wait in seconds, for the progress notices until the tasks' own progress tells more.
+    A cancel or statement_timeout keeps its SQLSTATE and message, and says what is kept.
     """
     pending = set(task_ids)
     total, unloadable = len(pending), {}
     progress = Progress(db, estimate)
     last_live = time.monotonic()
-    while pending:
-        rows = [dict(r) for r in db.execute(POLL, ["bigint[]"], [list(pending)])]
-        if len(rows) < len(pending):
-            gone = sorted(pending - {r["task_id"] for r in rows})
-            raise ShiftError("task %d this query waits on was deleted" % gone[0], TASK_FAILED,
-                             hint="run the query again")
-        if leave_out_unloadable:
-            lost = {r["model_id"]: r["load_error"] for r in rows
-                    if r["status"] == "failed" and r["model_id"] and r["load_error"]}
-            if lost:
-                unloadable.update(lost)
-                dropped = {r["task_id"] for r in rows if r["model_id"] in lost}
-                pending -= dropped
-                total -= len(dropped)
-                rows = [r for r in rows if r["task_id"] not in dropped]
-        failed = {r["task_id"]: r for r in rows if r["status"] == "failed"}
-        if failed:
-            raise _task_failed(failed)
-        pending -= {r["task_id"] for r in rows if r["status"] == "done"}
-        if not pending:
-            break
-        progress.report(total - len(pending), total, sum(r["progress"] for r in rows if r["status"] != "done"))
-        if db.one("SELECT count(*) AS n FROM shift.live_workers")["n"]:
-            last_live = time.monotonic()
-        elif time.monotonic() - last_live > WORKER_GRACE_SECONDS:
-            raise ShiftError("no shift worker is alive while %d tasks wait" % len(pending), NOT_READY,
-                             hint="start a worker with `shift worker start`; queued tasks are kept")
-        db.execute("SELECT pg_sleep(%s)" % POLL_SECONDS)
+    try:
+        while pending:
+            rows = [dict(r) for r in db.execute(POLL, ["bigint[]"], [list(pending)])]
+            if len(rows) < len(pending):
+                gone = sorted(pending - {r["task_id"] for r in rows})
+                raise ShiftError("task %d this query waits on was deleted" % gone[0], TASK_FAILED,
+                                 hint="run the query again")
+            if leave_out_unloadable:
+                lost = {r["model_id"]: r["load_error"] for r in rows
+                        if r["status"] == "failed" and r["model_id"] and r["load_error"]}
+                if lost:
+                    unloadable.update(lost)
+                    dropped = {r["task_id"] for r in rows if r["model_id"] in lost}
+                    pending -= dropped
+                    total -= len(dropped)
+                    rows = [r for r in rows if r["task_id"] not in dropped]
+            failed = {r["task_id"]: r for r in rows if r["status"] == "failed"}
+            if failed:
+                raise _task_failed(failed)
+            pending -= {r["task_id"] for r in rows if r["status"] == "done"}
+            if not pending:
+                break
+            progress.report(total - len(pending), total, sum(r["progress"] for r in rows if r["status"] != "done"))
+            if db.one("SELECT count(*) AS n FROM shift.live_workers")["n"]:
+                last_live = time.monotonic()
+            elif time.monotonic() - last_live > WORKER_GRACE_SECONDS:
+                raise ShiftError("no shift worker is alive while %d tasks wait" % len(pending), NOT_READY,
+                                 hint="start a worker with `shift worker start`; queued tasks are kept")
+            db.execute("SELECT pg_sleep(%s)" % POLL_SECONDS)
+    except db.plpy.spiexceptions.QueryCanceled as e:
+        raise canceled(e, total - len(pending), total) from None
     return unloadable
+
+
+def canceled(e, done, total):
+    """A cancel or statement_timeout as PostgreSQL words it, saying that the work done is kept."""
+    message = (e.args[0] if e.args else "") or "canceling statement due to user request"
+    return ShiftError(message, QUERY_CANCELED,
+                      detail="work already done is kept: %d of %d tasks are done and cached, the other %d "
+                             "stay queued and workers keep running them; the next query reuses their results"
+                             % (done, total, total - done))
 
 
 class Progress:

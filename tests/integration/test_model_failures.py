@@ -1,4 +1,4 @@
-"""A model that cannot be loaded is left out of queries with a warning; progress notices.
+"""A model that cannot be loaded is left out of queries with a warning; progress notices; what a cancel keeps.
 
 The pool holds the test zoo and TorchScript files registered by the superuser whose
 contents are garbage: loading them fails in the worker, which records why.
@@ -9,6 +9,7 @@ import time
 import warnings
 from dataclasses import dataclass
 
+import psycopg
 import pytest
 
 from shift_cli.testbed import Database, WorkerProcess, register_digits, register_model
@@ -158,3 +159,31 @@ def test_describe_models_brings_a_fixed_model_back(fdb, cluster):
         assert sorted(m for m, _ in rows) == sorted(zoo + ["broken_a"])
         assert [w.message_primary.split()[1] for w in said["WARNING"]] == ["broken_b"]
         assert status(conn, "broken_b")[0] == "failed"
+
+
+def test_a_statement_timeout_says_the_work_done_is_kept(fdb):
+    database, _ = fdb
+    with database.connect() as conn:
+        # a reader no model has seen: seconds of inference
+        conn.execute("SELECT shift.register_sql_reader('Train2', 'SELECT x, y FROM public.digits ORDER BY id DESC', "
+                     "options => '{\"shape\": [8, 8]}', block_size => 32)")
+        conn.execute("SET statement_timeout = '3s'")
+        with pytest.raises(psycopg.errors.QueryCanceled) as info:
+            conn.execute("SELECT * FROM shift.query(%s)",
+                         ("SELECT ModelId FROM Models WHERE Input == 'Vision' ORDER BY CosineNN "
+                          "TESTED ON Test TRAINED ON Train2",))
+        diag = info.value.diag
+        conn.execute("RESET statement_timeout")
+        assert diag.sqlstate == "57014" and diag.message_primary == "canceling statement due to statement timeout"
+        assert diag.message_detail.startswith("work already done is kept: ")
+        assert "the next query reuses their results" in diag.message_detail
+        # the tasks go on without the query
+        deadline = time.monotonic() + 120
+        while conn.execute("SELECT count(*) FROM shift.tasks WHERE key LIKE '%%/Train2/%%' "
+                           "AND status <> 'done'").fetchone()[0] and time.monotonic() < deadline:
+            time.sleep(0.5)
+        loadable = conn.execute("SELECT count(*) FROM shift.models WHERE input = 'Vision' "
+                                "AND load_error IS NULL").fetchone()[0]
+        # per loadable model: the train inference and the proxy (the test features are cached)
+        assert conn.execute("SELECT count(*) FILTER (WHERE status = 'done'), count(*) FROM shift.tasks "
+                            "WHERE key LIKE '%%/Train2/%%'").fetchone() == (2 * loadable,) * 2

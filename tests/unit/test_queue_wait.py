@@ -1,4 +1,4 @@
-"""Waiting on tasks without a database: models that cannot be loaded, progress notices."""
+"""Waiting on tasks without a database: models that cannot be loaded, progress notices, cancel."""
 
 import pytest
 
@@ -180,6 +180,15 @@ def test_remaining_time():
     assert queue.remaining(10.0, 0, 6, estimate=25.0) == pytest.approx(15.0)
     assert queue.remaining(30.0, 0, 6, estimate=25.0) is None
     assert [queue.seconds_text(s) for s in (0.2, 42, 600, 7200)] == ["1 s", "42 s", "10 min", "2.0 h"]
+
+
+def test_a_cancel_keeps_postgresql_wording_and_says_what_is_kept(clock):
+    db = FakeDb(running_states(4, 2), clock, cancel_at=5)
+    with pytest.raises(ShiftError) as info:
+        queue.wait(db, [0, 1, 2, 3])
+    e = info.value
+    assert e.sqlstate == "57014" and e.message == "canceling statement due to statement timeout"
+    assert "1 of 4 tasks are done and cached, the other 3 stay queued" in e.detail and "next query reuses" in e.detail, e.detail
 
 
 class PlannerDb(FakeDb):

@@ -4,7 +4,9 @@ The pool holds the test zoo and TorchScript files registered by the superuser wh
 contents are garbage: loading them fails in the worker, which records why.
 """
 
+import os
 import re
+import signal
 import time
 import warnings
 from dataclasses import dataclass
@@ -29,7 +31,7 @@ def fdb(cluster, zoo):
         worker = WorkerProcess(database.worker_dsn, cluster.home / "worker-failures.log", "failures-worker")
         worker.wait_ready()
         try:
-            yield database, [m["model_id"] for m in zoo]
+            yield database, [m["model_id"] for m in zoo], worker
         finally:
             worker.stop()
 
@@ -81,7 +83,7 @@ def status(conn, model_id):
 
 
 def test_progress_notices_count_the_tasks_of_a_slow_query(fdb):
-    database, zoo = fdb
+    database, zoo, _ = fdb
     with database.connect() as conn:
         conn.execute("SET shift.progress_interval = '0.2'")
         started = time.monotonic()
@@ -103,7 +105,7 @@ def test_progress_notices_count_the_tasks_of_a_slow_query(fdb):
 
 
 def test_a_model_found_unloadable_while_the_query_waits_is_left_out(fdb, cluster):
-    database, zoo = fdb
+    database, zoo, _ = fdb
     with database.connect() as conn:
         register_garbage(conn, cluster, "broken_a")
         assert status(conn, "broken_a")[0] == "registered"
@@ -123,7 +125,7 @@ def test_a_model_found_unloadable_while_the_query_waits_is_left_out(fdb, cluster
 
 
 def test_a_recorded_load_error_leaves_the_model_out_before_planning(fdb):
-    database, zoo = fdb
+    database, zoo, _ = fdb
     with database.connect() as conn:
         before = conn.execute("SELECT count(*) FROM shift.tasks WHERE key LIKE '%%broken%%'").fetchone()[0]
         rows, said = run(conn, TOP1.format(scorer="KNN(k=3)"))
@@ -144,7 +146,7 @@ def test_describe_models_brings_a_fixed_model_back(fdb, cluster):
     import torch
     from torch import nn
 
-    database, zoo = fdb
+    database, zoo, _ = fdb
     path = cluster.server_readable_dir("broken-models") / "broken_a.pt"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.jit is deprecated upstream but still the TorchScript format
@@ -162,28 +164,39 @@ def test_describe_models_brings_a_fixed_model_back(fdb, cluster):
 
 
 def test_a_statement_timeout_says_the_work_done_is_kept(fdb):
-    database, _ = fdb
+    database, _, worker = fdb
     with database.connect() as conn:
-        # a reader no model has seen: seconds of inference
+        # a reader no model has seen, and a worker that takes no task until the query is cancelled
         conn.execute("SELECT shift.register_sql_reader('Train2', 'SELECT x, y FROM public.digits ORDER BY id DESC', "
                      "options => '{\"shape\": [8, 8]}', block_size => 32)")
-        conn.execute("SET statement_timeout = '3s'")
-        with pytest.raises(psycopg.errors.QueryCanceled) as info:
-            conn.execute("SELECT * FROM shift.query(%s)",
-                         ("SELECT ModelId FROM Models WHERE Input == 'Vision' ORDER BY CosineNN "
-                          "TESTED ON Test TRAINED ON Train2",))
-        diag = info.value.diag
+        loadable = conn.execute("SELECT count(*) FROM shift.models WHERE input = 'Vision' "
+                                "AND load_error IS NULL").fetchone()[0]
+        conn.execute("SET statement_timeout = '2s'")
+        os.kill(worker.proc.pid, signal.SIGSTOP)
+        try:
+            with pytest.raises(psycopg.errors.QueryCanceled) as info:
+                conn.execute("SELECT * FROM shift.query(%s)",
+                             ("SELECT ModelId FROM Models WHERE Input == 'Vision' ORDER BY CosineNN "
+                              "TESTED ON Test TRAINED ON Train2",))
+        finally:
+            os.kill(worker.proc.pid, signal.SIGCONT)
         conn.execute("RESET statement_timeout")
+        diag = info.value.diag
         assert diag.sqlstate == "57014" and diag.message_primary == "canceling statement due to statement timeout"
-        assert diag.message_detail.startswith("work already done is kept: ")
-        assert "the next query reuses their results" in diag.message_detail
-        # the tasks go on without the query
+        # per loadable model: the train inference and the proxy (the test features are cached)
+        n = 2 * loadable
+        assert diag.message_detail == ("work already done is kept: 0 of %d tasks are done and cached, the other %d "
+                                       "stay queued and workers keep running them; the next query reuses their "
+                                       "results" % (n, n))
+        # the tasks go on without the query, and the next query reuses them
         deadline = time.monotonic() + 120
         while conn.execute("SELECT count(*) FROM shift.tasks WHERE key LIKE '%%/Train2/%%' "
                            "AND status <> 'done'").fetchone()[0] and time.monotonic() < deadline:
             time.sleep(0.5)
-        loadable = conn.execute("SELECT count(*) FROM shift.models WHERE input = 'Vision' "
-                                "AND load_error IS NULL").fetchone()[0]
-        # per loadable model: the train inference and the proxy (the test features are cached)
         assert conn.execute("SELECT count(*) FILTER (WHERE status = 'done'), count(*) FROM shift.tasks "
-                            "WHERE key LIKE '%%/Train2/%%'").fetchone() == (2 * loadable,) * 2
+                            "WHERE key LIKE '%%/Train2/%%'").fetchone() == (n, n)
+        rows, said = run(conn, "SELECT ModelId FROM Models WHERE Input == 'Vision' ORDER BY CosineNN "
+                               "TESTED ON Test TRAINED ON Train2")
+        assert len(rows) == loadable and not said.get("NOTICE")
+        assert conn.execute("SELECT count(*) FROM shift.tasks WHERE key LIKE '%%/Train2/%%' "
+                            "AND status <> 'done'").fetchone()[0] == 0

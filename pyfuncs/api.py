@@ -53,11 +53,16 @@ def score(db, scorer_name, params, model_ids, test_reader, train_reader, top_k=N
     require_known(db, "model", models)
 
     if scorer.kind == "finetune":
+        left_out = planner.unloadable(db, models)
+        for m, why in sorted(left_out.items()):
+            planner.warn_unloadable(db, m, why)
         # every model is fine-tuned: halving needs a proxy that is cheap on a data fraction
-        values = finetuning.scores(db, scorer, resolved, models, test, train)
+        values = finetuning.scores(db, scorer, resolved, [m for m in models if m not in left_out], test, train)
     else:
         req = planner.Request(db, scorer, resolved, models, test, train, top_k, bool(descending))
         values = req.present(planner.run(req))
+        left_out = req.left_out
+    models = [m for m in models if m not in left_out]
     if top_k is None:
         lost = [m for m in models if m not in values]
         if lost:

@@ -18,6 +18,7 @@ INVALID_TRANSACTION_STATE = "25000"
 NOT_READY = "55000"  # object_not_in_prerequisite_state
 UNDEFINED_FILE = "58P01"
 TASK_FAILED = "38000"  # external_routine_exception
+QUERY_CANCELED = "57014"  # a cancel or statement_timeout, re-raised with what was kept
 PROGRAM_LIMIT_EXCEEDED = "54000"  # a text longer than shift reads
 STATEMENT_TOO_COMPLEX = "54001"  # a text with more tokens or syntax nodes than shift translates
 INTERNAL_ERROR = "XX000"

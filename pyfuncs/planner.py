@@ -35,6 +35,15 @@ class Request:
         self.top_k = top_k
         self.descending = descending
         self.devices = 1
+        self.left_out = {}  # model_id -> why it cannot be loaded
+
+    def leave_out(self, reasons):
+        """Go on without models that cannot be loaded, warning about each."""
+        for model_id, why in sorted(reasons.items()):
+            if model_id in self.models:
+                self.models = [m for m in self.models if m != model_id]
+                self.left_out[model_id] = why
+                warn_unloadable(self.db, model_id, why)
 
     @property
     def proxy(self):
@@ -63,10 +72,28 @@ def setting(db, name, default, convert=str):
         raise ShiftError("setting %s is %r" % (name, raw), INVALID_PARAMETER) from None
 
 
+def unloadable(db, models):
+    """{model_id: load error} of the models a worker failed to load when it last tried."""
+    rows = db.execute("SELECT model_id, load_error FROM shift.models WHERE model_id = ANY($1) "
+                      "AND load_error IS NOT NULL", ["text[]"], [list(models)])
+    return {r["model_id"]: r["load_error"] for r in rows}
+
+
+def warn_unloadable(db, model_id, why):
+    first = (why.strip().splitlines() or ["no reason given"])[0]
+    db.plpy.warning("model %s is left out: it cannot be loaded (%s)" % (model_id, first[:300]),
+                    hint="see SELECT * FROM shift.model_status WHERE status = 'failed'; once it is fixed, "
+                         "SELECT * FROM shift.describe_models(ARRAY['%s']) brings it back" % model_id.replace("'", "''"))
+
+
 def run(req):
-    """Proxy accuracies {model: value} of the request: all models, or the top-K survivors."""
+    """Proxy accuracies {model: value} of the request: all models, or the top-K survivors.
+
+    Models that cannot be loaded are left out, with a warning: those a worker already failed to load
+    before anything is planned, those whose tasks fail to load them while the request waits."""
     started = time.monotonic()
     n = req.train["num_samples"]
+    req.leave_out(unloadable(req.db, req.models))
     values = req.cached(req.models, n)
     missing = [m for m in req.models if m not in values]
     if not missing:
@@ -84,6 +111,11 @@ def run(req):
         return req.cached(req.models, n)
 
     dispatch(req, [t for m in missing for t in inference_tasks(req, m, req.test, req.test["num_samples"])])
+    missing = [m for m in missing if m in req.models]
+    if req.top_k >= len(req.models):  # models that could not be loaded left too few to halve
+        dispatch(req, full_pass_tasks(req, missing))
+        record(req, "full", None, started, mode)
+        return req.cached(req.models, n)
     sched = halving.schedule(len(req.models), n, req.top_k,
                              budget=setting(req.db, "shift.sh_budget", None, int),
                              chunk=setting(req.db, "shift.sh_chunk_size", None, int))
@@ -93,16 +125,17 @@ def run(req):
         est.terms["survivors"] = kept
         record(req, "successive halving", est, started, mode)
     else:
-        dispatch(req, full_pass_tasks(req, missing))
+        dispatch(req, full_pass_tasks(req, missing), est.without_sh)
         values = req.cached(req.models, n)
         record(req, "full", est, started, mode)
     return values
 
 
-def dispatch(req, planned):
+def dispatch(req, planned, estimate=None):
+    """Enqueue and wait; models whose tasks could not load them leave the request."""
     if planned:
         ids = queue.enqueue(req.db, planned, req.models, {req.test["reader_id"], req.train["reader_id"]})
-        queue.wait(req.db, ids)
+        req.leave_out(queue.wait(req.db, ids, leave_out_unloadable=True, estimate=estimate))
 
 
 def full_pass_tasks(req, models):
@@ -158,7 +191,7 @@ def successive_halving(req, sched):
             planned.append(proxy_task(req, m, seen, list(range(first, len(planned)))))
         dispatch(req, planned)
         raw.update(req.cached(alive, seen))
-        return req.present({m: raw[m] for m in alive})
+        return req.present({m: raw[m] for m in alive if m in req.models})
 
     alive, _ = halving.run(req.models, sched, pull, req.descending)
     return {m: raw[m] for m in alive}, pulled[1:] + [sorted(alive)]

@@ -11,7 +11,7 @@ import json
 import random
 import time
 
-from .errors import INVALID_TRANSACTION_STATE, NOT_READY, TASK_FAILED, ShiftError
+from .errors import INVALID_PARAMETER, INVALID_TRANSACTION_STATE, NOT_READY, QUERY_CANCELED, TASK_FAILED, ShiftError
 
 POLL_SECONDS = 0.05
 WORKER_GRACE_SECONDS = 5.0  # after shift.live_workers' own 15 s: time for a restarted worker
@@ -118,30 +118,128 @@ def _require_committed(cur, kind, table, column, names):
                          hint="commit the transaction that registered it, then run the query")
 
 
-def wait(db, task_ids):
-    """Block until every task is done; raise on a failed task or when no worker is left."""
+# A task's model comes from its payload; its load error is what the worker recorded when loading failed.
+POLL = ("SELECT t.task_id, t.status, t.error, t.kind, t.key, t.depends_on, t.quarantined, t.progress, "
+        "t.payload->>'model_id' AS model_id, m.load_error FROM shift.tasks t "
+        "LEFT JOIN shift.models m ON m.model_id = t.payload->>'model_id' WHERE t.task_id = ANY($1)")
+
+
+def wait(db, task_ids, leave_out_unloadable=False, estimate=None):
+    """Block until every task is done; raise on a failed task or when no worker is left.
+
+    With leave_out_unloadable, a task that failed because its model cannot be loaded (the worker
+    recorded shift.models.load_error) fails nothing: that model's tasks are no longer waited on.
+    Returns {model_id: load error} of the models so left out. `estimate` is the plan's estimate
+    of the wait in seconds, for the progress notices until the tasks' own progress tells more.
+    A cancel or statement_timeout keeps its SQLSTATE and message, and says what is kept.
+    """
     pending = set(task_ids)
+    total, unloadable = len(pending), {}
+    progress = Progress(db, estimate)
     last_live = time.monotonic()
-    while pending:
-        rows = db.execute(
-            "SELECT task_id, status, error, kind, key, depends_on, quarantined FROM shift.tasks "
-            "WHERE task_id = ANY($1)", ["bigint[]"], [list(pending)])
-        failed = {r["task_id"]: r for r in rows if r["status"] == "failed"}
-        if failed:
-            raise _task_failed(failed)
-        if rows.nrows() < len(pending):
-            gone = sorted(pending - {r["task_id"] for r in rows})
-            raise ShiftError("task %d this query waits on was deleted" % gone[0], TASK_FAILED,
-                             hint="run the query again")
-        pending -= {r["task_id"] for r in rows if r["status"] == "done"}
-        if not pending:
-            break
-        if db.one("SELECT count(*) AS n FROM shift.live_workers")["n"]:
-            last_live = time.monotonic()
-        elif time.monotonic() - last_live > WORKER_GRACE_SECONDS:
-            raise ShiftError("no shift worker is alive while %d tasks wait" % len(pending), NOT_READY,
-                             hint="start a worker with `shift worker start`; queued tasks are kept")
-        db.execute("SELECT pg_sleep(%s)" % POLL_SECONDS)
+    try:
+        while pending:
+            rows = [dict(r) for r in db.execute(POLL, ["bigint[]"], [list(pending)])]
+            if len(rows) < len(pending):
+                gone = sorted(pending - {r["task_id"] for r in rows})
+                raise ShiftError("task %d this query waits on was deleted" % gone[0], TASK_FAILED,
+                                 hint="run the query again")
+            if leave_out_unloadable:
+                lost = {r["model_id"]: r["load_error"] for r in rows
+                        if r["status"] == "failed" and r["model_id"] and r["load_error"]}
+                if lost:
+                    unloadable.update(lost)
+                    dropped = {r["task_id"] for r in rows if r["model_id"] in lost}
+                    pending -= dropped
+                    total -= len(dropped)
+                    rows = [r for r in rows if r["task_id"] not in dropped]
+            failed = {r["task_id"]: r for r in rows if r["status"] == "failed"}
+            if failed:
+                raise _task_failed(failed)
+            pending -= {r["task_id"] for r in rows if r["status"] == "done"}
+            if not pending:
+                break
+            progress.report(total - len(pending), total, sum(r["progress"] for r in rows if r["status"] != "done"))
+            if db.one("SELECT count(*) AS n FROM shift.live_workers")["n"]:
+                last_live = time.monotonic()
+            elif time.monotonic() - last_live > WORKER_GRACE_SECONDS:
+                raise ShiftError("no shift worker is alive while %d tasks wait" % len(pending), NOT_READY,
+                                 hint="start a worker with `shift worker start`; queued tasks are kept")
+            db.execute("SELECT pg_sleep(%s)" % POLL_SECONDS)
+    except db.plpy.spiexceptions.QueryCanceled as e:
+        raise canceled(e, total - len(pending), total) from None
+    return unloadable
+
+
+def canceled(e, done, total):
+    """A cancel or statement_timeout as PostgreSQL words it, saying that the work done is kept."""
+    message = (e.args[0] if e.args else "") or "canceling statement due to user request"
+    return ShiftError(message, QUERY_CANCELED,
+                      detail="work already done is kept: %d of %d tasks are done and cached, the other %d "
+                             "stay queued and workers keep running them; the next query reuses their results"
+                             % (done, total, total - done))
+
+
+class Progress:
+    """NOTICEs while a statement waits on workers: none in its first shift.progress_interval seconds
+    (quick queries stay silent), then at most one per interval: tasks done and the time left."""
+
+    DEFAULT_INTERVAL = 3.0
+
+    def __init__(self, db, estimate=None):
+        self.db, self.estimate = db, estimate
+        self.interval = progress_interval(db)
+        self.started = time.monotonic()
+        if self.interval:
+            # the statement may have waited before this wait began (an earlier round, the test inference)
+            row = db.one("SELECT extract(epoch FROM clock_timestamp() - statement_timestamp())::float8 AS s")
+            self.statement_started = self.started - row["s"]
+            self.next = max(self.statement_started + self.interval, _LAST_NOTICE[0] + self.interval)
+
+    def report(self, done, total, running_fraction=0.0):
+        now = time.monotonic()
+        if not self.interval or now < self.next:
+            return
+        self.next = now + self.interval
+        _LAST_NOTICE[0] = now
+        left = remaining(now - self.started, done + running_fraction, total, self.estimate)
+        self.db.plpy.notice("waiting on workers: %d of %d tasks done%s"
+                            % (done, total, ", about %s left" % seconds_text(left) if left is not None else ""))
+
+
+_LAST_NOTICE = [float("-inf")]  # the session's last progress notice: nested waits share the rate
+
+
+def progress_interval(db):
+    raw = db.setting("shift.progress_interval")
+    if raw in (None, ""):
+        return Progress.DEFAULT_INTERVAL
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ShiftError("setting shift.progress_interval is %r" % raw, INVALID_PARAMETER,
+                         hint="seconds between progress notices, 0 for none") from None
+    if value < 0:
+        raise ShiftError("setting shift.progress_interval is %r" % raw, INVALID_PARAMETER,
+                         hint="seconds between progress notices, 0 for none")
+    return value
+
+
+def remaining(elapsed, done, total, estimate=None):
+    """Seconds left at the rate so far (tasks done, running ones by their progress), else the estimate's rest."""
+    if done > 0:
+        return elapsed * (total - done) / done
+    if estimate is not None and estimate > elapsed:
+        return estimate - elapsed
+    return None
+
+
+def seconds_text(s):
+    if s < 90:
+        return "%d s" % max(1, round(s))
+    if s < 5400:
+        return "%d min" % round(s / 60)
+    return "%.1f h" % (s / 3600)
 
 
 def _task_failed(failed):

@@ -237,6 +237,8 @@ def query(source: str = typer.Argument(..., metavar="FILE_OR_DASH", help="SHiFT-
                 _db_error(e)
         return
     conn = _connect(cluster)
+    # the bar shows progress; warnings (a model left out because it cannot be loaded) are printed
+    conn.add_notice_handler(_print_warning)
     monitor = _connect(cluster)
     outcome: dict = {}
 
@@ -296,6 +298,12 @@ def _print_rows(rows, as_json: bool, when: str) -> None:
         t.add_row(str(rank), str(model_id), "" if score is None else f"{score:.6g}",
                   "" if selected is None else json.dumps(selected, default=str))
     console.print(t)
+
+
+def _print_warning(diag) -> None:
+    if diag.severity_nonlocalized == "WARNING":
+        from rich.markup import escape
+        err.print(f"[yellow]warning:[/yellow] {escape(diag.message_primary or '')}", highlight=False)
 
 
 def _show_progress(monitor, backend_pid: int, bar: Progress, task) -> None:

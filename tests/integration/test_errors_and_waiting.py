@@ -153,7 +153,11 @@ def test_statement_timeout_cancels_a_waiting_query(idle_db, frozen_worker):
         with pytest.raises(errors.QueryCanceled) as info:
             conn.execute("SELECT * FROM shift.query(%s)", (Q_IDLE,))
         assert time.monotonic() - started < 10
-        assert info.value.diag.message_primary == "canceling statement due to statement timeout"
+        diag = info.value.diag
+        assert diag.sqlstate == "57014" and diag.message_primary == "canceling statement due to statement timeout"
+        assert diag.message_detail == ("work already done is kept: 0 of 2 tasks are done and cached, the other 2 "
+                                       "stay queued and workers keep running them; the next query reuses their "
+                                       "results")
         conn.execute("RESET statement_timeout")
         # the work stays queued for the next query; the session is usable
         assert conn.execute("SELECT count(*) FROM shift.tasks WHERE status = 'queued'").fetchone()[0] == 2
@@ -184,7 +188,10 @@ def test_cancel_interrupts_a_waiting_query(idle_db, frozen_worker):
         assert other.execute("SELECT pg_cancel_backend(%s)", (conn.info.backend_pid,)).fetchone()[0]
         t.join(timeout=10)
         assert not t.is_alive()
-        assert isinstance(outcome.get("error"), errors.QueryCanceled)
+        error = outcome.get("error")
+        assert isinstance(error, errors.QueryCanceled)
+        assert error.diag.message_primary == "canceling statement due to user request"
+        assert error.diag.message_detail.startswith("work already done is kept: 0 of 2 tasks are done")
 
 
 def test_a_query_learns_that_its_only_worker_died(idle_db, cluster):

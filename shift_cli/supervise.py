@@ -27,6 +27,7 @@ MAX_RESTARTS = 5
 WINDOW_SECONDS = 600.0
 FIRST_DELAY_SECONDS = 1.0
 MAX_DELAY_SECONDS = 30.0
+STABLE_SECONDS = 10.0  # a worker that ran this long before it crashed is restarted after the first pause again
 
 
 def read_state(path: Path) -> dict:
@@ -53,9 +54,9 @@ def _describe(status: int) -> str:
 
 class Supervisor:
     def __init__(self, argv, state: Path, max_restarts=MAX_RESTARTS, window=WINDOW_SECONDS,
-                 first_delay=FIRST_DELAY_SECONDS):
+                 first_delay=FIRST_DELAY_SECONDS, stable=STABLE_SECONDS):
         self.argv, self.state = list(argv), Path(state)
-        self.max_restarts, self.window, self.first_delay = max_restarts, window, first_delay
+        self.max_restarts, self.window, self.first_delay, self.stable = max_restarts, window, first_delay, stable
         self.ready = self.state.with_name(self.state.name + ".ready")
         self.child: subprocess.Popen | None = None
         self.stopping = False
@@ -75,6 +76,7 @@ class Supervisor:
             env = dict(os.environ, SHIFT_WORKER_READY_FILE=str(self.ready))
             self.child = subprocess.Popen(self.argv, env=env)
             _write_state(self.state, pid=self.child.pid, restarts=self.total, last_exit=status, gave_up=False)
+            began = time.monotonic()
             status = self._wait()
             came_up = self.ready.exists()
             self.ready.unlink(missing_ok=True)
@@ -91,6 +93,8 @@ class Supervisor:
                      % (_describe(status), len(self.restarts), self.window))
                 _write_state(self.state, pid=None, restarts=self.total, last_exit=status, gave_up=True)
                 return 1
+            if came_up and now - began >= self.stable:
+                delay = self.first_delay  # not a crash loop: the pause doubles only for crashes in a row
             _say("worker %s; restarting it in %.1fs" % (_describe(status), delay))
             if self._sleep(delay):
                 return 0

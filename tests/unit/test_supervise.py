@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -20,6 +21,9 @@ CHILD = textwrap.dedent("""
         open(os.environ["SHIFT_WORKER_READY_FILE"], "w").close()
     if sys.argv[2] == "sleep":
         time.sleep(60)
+    if sys.argv[2].startswith("slow-crash-"):
+        time.sleep(1.2)
+        sys.exit(1 if n <= int(sys.argv[2][11:]) else 0)
     if sys.argv[2].startswith("crash-"):
         sys.exit(1 if n <= int(sys.argv[2][6:]) else 0)
     sys.exit(int(sys.argv[3]))
@@ -54,6 +58,19 @@ def test_restarts_outside_the_window_do_not_count(tmp_path):
     sup = supervise.Supervisor(child(tmp_path, "crash-9", 1), tmp_path / "state.json", max_restarts=1, window=60,
                                first_delay=0.01)
     assert sup.run() == 1
+
+
+def test_the_pause_doubles_only_for_crashes_in_a_row(tmp_path, capsys):
+    pauses = lambda: re.findall(r"restarting it in ([0-9.]+)s", capsys.readouterr().err)  # noqa: E731
+    sup = supervise.Supervisor(child(tmp_path, "crash-3", 1), tmp_path / "state.json", first_delay=0.1, stable=1.0)
+    assert sup.run() == 0
+    assert pauses() == ["0.1", "0.2", "0.4"]
+    (tmp_path / "runs").unlink()
+    # up for longer than `stable` before each crash: not a crash loop, so every pause is the first one
+    sup = supervise.Supervisor(child(tmp_path, "slow-crash-3", 1), tmp_path / "state.json", first_delay=0.1,
+                               stable=1.0)
+    assert sup.run() == 0
+    assert pauses() == ["0.1", "0.1", "0.1"]
 
 
 def test_a_worker_that_never_came_up_is_not_restarted(tmp_path):

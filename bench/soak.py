@@ -79,7 +79,7 @@ class Mode:
     clients: int
 
 
-MODES = {"full": Mode(chaos_s=900, round_s=60, kills=100, restarts=5, clients=4),
+MODES = {"full": Mode(chaos_s=600, round_s=60, kills=100, restarts=5, clients=4),
          "quick": Mode(chaos_s=150, round_s=50, kills=10, restarts=2, clients=3)}
 
 
@@ -476,6 +476,8 @@ def chaos(cluster, db, home, mode, ref, tally, rng):
                 else:
                     in_flight = gate.inside
                     tally.restarts.append((now, what, in_flight, restart_server(cluster, what)))
+                    conn.close()  # the restart ended its session
+                    conn = superuser(cluster, db)
             elif now >= next_round and mode.chaos_s - now > mode.round_s / 3:
                 paused = time.monotonic()
                 conn = between_rounds(cluster, db, gate, conn, ref, tally)

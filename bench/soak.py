@@ -387,6 +387,15 @@ def alive(pid):
         return False
 
 
+def wait_workers_up(home, timeout=120):
+    """Faults start once every worker came up: one killed on its first start is not restarted (supervise)."""
+    deadline = time.monotonic() + timeout
+    while len(list(home.glob("worker-*.state.json.ready"))) < WORKERS:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the workers did not come up within %d s; see %s/worker-*.log" % (timeout, home))
+        time.sleep(0.5)
+
+
 def kill_random_worker(home, conn, rng, timeout=90):
     """SIGKILL one live worker chosen at random; (pid, task it was running) or None when none came up."""
     deadline = time.monotonic() + timeout
@@ -400,7 +409,10 @@ def kill_random_worker(home, conn, rng, timeout=90):
                 task = row[0] if row else None
             except psycopg.Error:
                 pass  # the server is restarting: the kill matters, not what it hit
-            os.kill(pid, signal.SIGKILL)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                continue  # it exited meanwhile: choose again
             return pid, task
         time.sleep(0.5)
     return None
@@ -727,6 +739,7 @@ def main(argv=None):
         ref = reference_run(cluster, "soak_ref", home)
         install_write_log(cluster, "soak")
         start_workers(cluster.worker_dsn("soak"), WORKERS, device="cpu", home=home, max_restarts=10 * mode.kills)
+        wait_workers_up(home)
         print("reference done in %.0f s; chaos for %d s" % (time.monotonic() - started, mode.chaos_s), flush=True)
         t0 = time.monotonic()
         chaos(cluster, "soak", home, mode, ref, tally, rng)

@@ -60,10 +60,20 @@ FROM (SELECT """ + MAX_DEATHS + """ AS max_deaths) s
 WHERE """ + _ABANDONED + """ AND (c.deaths + 1 >= s.max_deaths OR c.attempts >= c.max_attempts)
 """
 
+# Rows a query's shift._enqueue holds are skipped (the next loop gets them): waiting on them, in
+# another order than the enqueue's key order, could deadlock with it.
 _FAIL_DEPENDENTS = """
-UPDATE shift.tasks t SET status = 'failed', finished_at = now(), error = format('task %s it depends on failed', d.task_id)
-FROM shift.tasks d
-WHERE t.status = 'queued' AND d.task_id = ANY(t.depends_on) AND d.status = 'failed'
+WITH doomed AS (
+    SELECT t.task_id, d.task_id AS failed_dependency
+    FROM shift.tasks t JOIN shift.tasks d ON d.task_id = ANY(t.depends_on)
+    WHERE t.status = 'queued' AND d.status = 'failed'
+    ORDER BY t.key
+    FOR UPDATE OF t SKIP LOCKED
+)
+UPDATE shift.tasks t SET status = 'failed', finished_at = now(),
+    error = format('task %s it depends on failed', doomed.failed_dependency)
+FROM doomed
+WHERE t.task_id = doomed.task_id AND t.status = 'queued'
 """
 
 # Taking an abandoned task counts a death of the worker that held it.

@@ -150,16 +150,21 @@ def test_a_killed_workers_task_is_taken_when_its_heartbeat_stops(wdb, two_worker
         victim.stop()
 
 
-def test_a_failing_task_fails_the_query_with_its_reason(wdb, two_workers):
+def test_a_model_that_fails_to_load_is_left_out_with_its_reason(wdb, two_workers):
     with wdb.connect() as conn:
         conn.execute("SELECT shift.register_model('broken', 'timm', 'resnet10t', "
                      "checkpoint => '/nonexistent/broken.pth', options => '{\"pretrained\": false}')")
+        notices = []
+        conn.add_notice_handler(lambda d: notices.append((d.severity_nonlocalized, d.message_primary)))
         try:
-            with pytest.raises(psycopg.Error) as info:
-                conn.execute("SELECT * FROM shift.score('CosineNN', '{}', ARRAY['broken'], 'WTest', 'WTrain')")
-            diag = info.value.diag
-            assert diag.sqlstate == "38000"
-            assert "/nonexistent/broken.pth" in diag.message_primary
+            rows = conn.execute("SELECT * FROM shift.score('CosineNN', '{}', ARRAY['broken'], 'WTest', 'WTrain')"
+                                ).fetchall()
+            assert rows == []
+            warnings = [m for sev, m in notices if sev == "WARNING"]
+            assert any("broken" in m and "/nonexistent/broken.pth" in m for m in warnings), notices
+            status, error = conn.execute("SELECT status, error FROM shift.model_status WHERE model_id = 'broken'"
+                                         ).fetchone()
+            assert status == "failed" and "/nonexistent/broken.pth" in error
             states = dict(conn.execute("SELECT kind || ':' || (payload->>'reader_id'), status FROM shift.tasks "
                                        "WHERE payload->>'model_id' = 'broken'").fetchall())
             assert "failed" in states.values()
@@ -167,10 +172,10 @@ def test_a_failing_task_fails_the_query_with_its_reason(wdb, two_workers):
             proxy_error = conn.execute("SELECT error FROM shift.tasks WHERE kind = 'proxy' "
                                        "AND payload->>'model_id' = 'broken'").fetchone()[0]
             assert proxy_error is None or "depends on failed" in proxy_error
-            # a healthy model in the same call still has its cached value
-            good = conn.execute("SELECT score FROM shift.score('CosineNN', '{}', %s, 'WTest', 'WTrain')",
-                                ([wdb.models[0]],)).fetchone()[0]
-            assert 0.0 <= good <= 1.0
+            # a healthy model beside it is scored
+            both = dict(conn.execute("SELECT model_id, score FROM shift.score('CosineNN', '{}', %s, 'WTest', 'WTrain')",
+                                     ([wdb.models[0], "broken"],)).fetchall())
+            assert list(both) == [wdb.models[0]] and 0.0 <= both[wdb.models[0]] <= 1.0
         finally:
             conn.execute("SELECT shift.drop_model('broken')")
 

@@ -113,12 +113,14 @@ class Tally:
 
 # -- the cluster and its databases ------------------------------------------------------------
 
-def start_cluster(python_dir):
+def start_cluster(python_dir, max_task_deaths=None):
     home = Path(tempfile.mkdtemp(prefix="shift-soak-", dir="/tmp"))
     home.chmod(0o755)
     settings = {"log_lock_waits": True, "deadlock_timeout": "1s"}
     if python_dir:
         settings["shift.python_dir"] = str(python_dir)
+    if max_task_deaths:
+        settings["shift.max_task_deaths"] = max_task_deaths
     cluster = Cluster(home=home, port=free_port(), fast=True, settings=settings)
     cluster.start()
     return cluster
@@ -616,12 +618,16 @@ def summary(tally, final, logs):
             "mismatched": mismatched, "lost": len(final["left"])}
 
 
+def _flags(args):
+    return (" --quick" if args.quick else "") + (
+        " --max-task-deaths %d" % args.max_task_deaths if args.max_task_deaths else "")
+
+
 def report(tally, final, logs, s, args, mode, timings):
     lines = ["# bench/soak.py: queries through worker kills and PostgreSQL restarts", "",
              "`.venv/bin/python bench/soak.py%s` on the 2-core CPU machine (Debian 12, no GPU), test zoo "
              "(3 timm models), digits readers (300 train samples in 3 blocks, 120 test in 2), %d supervised "
-             "workers, %d client threads as a non-superuser. %s." % (" --quick" if args.quick else "", WORKERS,
-                                                                    mode.clients, timings), ""]
+             "workers, %d client threads as a non-superuser. %s." % (_flags(args), WORKERS, mode.clients, timings), ""]
     yes = lambda b: "yes" if b else "**no**"  # noqa: E731
     d = s["deadlocks"]
     lines += ["| target | measured | met |", "| --- | --- | --- |",
@@ -728,12 +734,15 @@ def main(argv=None):
     parser.add_argument("--out", type=Path, help="the markdown report (default: bench/results/soak.md, "
                                                  "or /tmp/soak-quick.md with --quick)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-task-deaths", type=int,
+                        help="shift.max_task_deaths for the workers (default: the product's); outside kills "
+                             "count as deaths, so with many kills a small value quarantines healthy tasks")
     parser.add_argument("--keep", action="store_true", help="keep the cluster and its logs")
     args = parser.parse_args(argv)
     mode = MODES["quick" if args.quick else "full"]
     out = args.out or (Path("/tmp/soak-quick.md") if args.quick else ROOT / "bench" / "results" / "soak.md")
     rng, tally = random.Random(args.seed), Tally("quick" if args.quick else "full")
-    cluster = start_cluster(args.python_dir)
+    cluster = start_cluster(args.python_dir, args.max_task_deaths)
     home = cluster.home
     started = time.monotonic()
     try:

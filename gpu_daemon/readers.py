@@ -141,6 +141,9 @@ def decode_sql_x(value, shape: tuple[int, ...] | None = None):
 
 # -- npz ---------------------------------------------------------------------------------------
 
+_VERIFIED_MEMBERS: set[tuple] = set()  # (path, member, inode, size, mtime) whose CRC-32 was checked
+
+
 class NpzArray:
     """Row slices of one array in an .npz archive, without reading the whole array.
 
@@ -155,7 +158,6 @@ class NpzArray:
     def __init__(self, path: str, key: str, reader_id: str = "?"):
         self.path, self.reader_id = path, reader_id
         self.what = "array %s of npz file %s of reader %s" % (key, path, reader_id)
-        self._crc = None  # (CRC-32 so far, rows it covers) while rows of a stored member are read in order
         self._zip = zipfile.ZipFile(path)
         name = key if key.endswith(".npy") else key + ".npy"
         try:
@@ -179,8 +181,6 @@ class NpzArray:
                 self.shape, fortran, self.dtype = _read_npy_header(f, reader_id, "array %s of npz file %s" % (key, path))
                 data_start = f.tell()
                 _require_length(self.what, self._info.file_size - (data_start - start), self.shape, self.dtype)
-                f.seek(start)
-                self._crc = (zlib.crc32(f.read(data_start - start)), 0)
             if fortran and len(self.shape) > 1:  # rows are not contiguous in the file
                 self._memmap = np.memmap(path, dtype=self.dtype, mode="r", offset=data_start, shape=self.shape,
                                          order="F") if math.prod(self.shape) else np.empty(self.shape, self.dtype)
@@ -190,6 +190,28 @@ class NpzArray:
             self._open_stream(reader_id)
             if self._fortran and len(self.shape) > 1:  # rows are not contiguous: read the member once
                 self._memmap = np.load(self._zip.open(self._info), allow_pickle=False)
+
+    def verify(self) -> None:
+        """Check the member's CRC-32 by reading it once, in bounded chunks, before any row is used.
+
+        A member damaged after registration would otherwise be found only at its end, after
+        the blocks before the damage were inferred and cached. A verified file version (same
+        path, inode, size and mtime) is not read again by this process.
+        """
+        st = os.stat(self.path)
+        version = (self.path, self._info.filename, st.st_ino, st.st_size, st.st_mtime_ns)
+        if version in _VERIFIED_MEMBERS:
+            return
+        try:
+            with self._zip.open(self._info) as f:
+                while f.read(1 << 22):  # zipfile compares the CRC-32 at the member's end
+                    pass
+        except (zipfile.BadZipFile, zlib.error, EOFError) as e:
+            why = "its CRC-32 does not match the archive's record" if "CRC" in str(e) else str(e)
+            raise self.damaged(why) from None
+        if len(_VERIFIED_MEMBERS) >= 256:
+            _VERIFIED_MEMBERS.clear()
+        _VERIFIED_MEMBERS.add(version)
 
     def _open_stream(self, reader_id: str = "?") -> None:
         if self._stream is not None:
@@ -204,9 +226,7 @@ class NpzArray:
     def rows(self, start: int, stop: int) -> np.ndarray:
         """A copy of rows [start, stop)."""
         if self._rows is not None:
-            out = self._rows.rows(start, stop)
-            self._check_crc(start, stop, out)
-            return out
+            return self._rows.rows(start, stop)
         try:
             return self._stream_rows(start, stop)
         except (zipfile.BadZipFile, zlib.error, EOFError) as e:  # zipfile checks the CRC at a member's end
@@ -215,16 +235,6 @@ class NpzArray:
     def damaged(self, why: str) -> ShiftError:
         return ShiftError("%s is damaged: %s" % (self.what, why), DATA_EXCEPTION,
                           hint="write the file again and register the reader again")
-
-    def _check_crc(self, start: int, stop: int, out: np.ndarray) -> None:
-        """numpy reads a stored member without its CRC: check it when the rows have been read in order."""
-        if self._crc is None or start != self._crc[1]:
-            self._crc = None
-            return
-        crc = zlib.crc32(np.ascontiguousarray(out).reshape(-1).view(np.uint8), self._crc[0])
-        self._crc = (crc, stop)
-        if stop == len(self) and crc != self._info.CRC:
-            raise self.damaged("its CRC-32 does not match the archive's record")
 
     def _stream_rows(self, start: int, stop: int) -> np.ndarray:
         if self._memmap is not None:
@@ -342,6 +352,8 @@ def iter_npz_blocks(reader: dict, blocks: list[int]) -> Iterator[Block]:
         if len(xs_arr) != n or len(ys_arr) != n:
             raise ValueError("npz file %s now has %d samples but reader %s was registered with %d; register the "
                              "reader again" % (reader["source"], len(xs_arr), reader["reader_id"], n))
+        xs_arr.verify()  # before the first block: nothing of a damaged file is cached
+        ys_arr.verify()
         for b in blocks:
             start, stop = block_range(reader, b)
             xs = xs_arr.rows(start, stop)

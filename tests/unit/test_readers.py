@@ -351,6 +351,24 @@ def test_a_damaged_npz_member_is_found_when_read(tmp_path, save):
     message = _damaged(_reader(path, 1000, ["0"], 100))
     assert "array x of npz file %s of reader r1 is damaged" % path in message
     assert "CRC-32" in message
+    # the damage is past block 0, but the member is checked before any block is given to be cached
+    blocks = iter_blocks(_reader(path, 1000, ["0"], 100), [0, 1])
+    with pytest.raises(ShiftError, match="is damaged: its CRC-32 does not match"):
+        next(blocks)
+
+
+def test_an_npz_file_rewritten_after_it_was_verified_is_verified_again(tmp_path):
+    path = tmp_path / "d.npz"
+    np.savez(path, x=np.arange(40, dtype=np.float32).reshape(10, 4), y=np.zeros(10, int))
+    reader = _reader(path, 10, ["0"], 5)
+    _all(reader, [0])
+    raw = bytearray(path.read_bytes())
+    raw[raw.rindex(np.float32(39).tobytes())] ^= 0x01  # a new version of the file, damaged in its last sample
+    path.write_bytes(bytes(raw))
+    import os
+    os.utime(path, ns=(1, 1))  # its mtime differs from the verified version's, as any rewrite's would
+    with pytest.raises(ShiftError, match="CRC-32"):
+        next(iter_blocks(reader, [0]))
 
 
 def test_an_npy_file_cut_since_registration_is_refused(tmp_path):

@@ -585,11 +585,15 @@ class Worker:
                 "AND validation_reader = %s AND test_reader = %s AND params = %s", key).fetchone():
             return
         self._last_progress = 0.0
+        # a fresh copy: fine-tuning changes the weights, and the loaded models serve inference
+        try:
+            loaded = load_model(self._row("models", "model_id", p["model_id"]), self.device)
+        except Exception as e:
+            describe.record_failure(self.conn, p["model_id"], e)  # queries and shift.finetune leave it out
+            raise
         train_reader, train = self._read_reader(p["train_reader"])
         _, validation = self._read_reader(p["validation_reader"], like=train_reader)
         _, test = self._read_reader(p["test_reader"], like=train_reader)
-        # a fresh copy: fine-tuning changes the weights, and the loaded models serve inference
-        loaded = load_model(self._row("models", "model_id", p["model_id"]), self.device)
         result = finetune.run(loaded, train, validation, test, len(train_reader["classes"]), p["params"],
                               progress=lambda f: self._progress_every(task_id, f))
         self.conn.execute(

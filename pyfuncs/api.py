@@ -53,11 +53,8 @@ def score(db, scorer_name, params, model_ids, test_reader, train_reader, top_k=N
     require_known(db, "model", models)
 
     if scorer.kind == "finetune":
-        left_out = planner.unloadable(db, models)
-        for m, why in sorted(left_out.items()):
-            planner.warn_unloadable(db, m, why)
         # every model is fine-tuned: halving needs a proxy that is cheap on a data fraction
-        values = finetuning.scores(db, scorer, resolved, [m for m in models if m not in left_out], test, train)
+        values, left_out = finetuning.scores(db, scorer, resolved, models, test, train)
     else:
         req = planner.Request(db, scorer, resolved, models, test, train, top_k, bool(descending))
         values = req.present(planner.run(req))

@@ -61,30 +61,39 @@ def _results(db, models, train, validation, test, params):
 
 
 def run(db, model_ids, train, validation, test, params):
-    """{model_id: result row} for every model, fine-tuning those without a recorded result."""
+    """({model_id: result row}, {model_id: load error}): every model's result, fine-tuning those without one.
+
+    A model a worker cannot load is left out with a warning, as queries leave it out of a pool:
+    one whose load error is recorded before anything is planned, one whose task finds it while
+    this waits."""
+    from . import planner
+
     models = _models(db, model_ids)
     _check_readers(train, validation, test)
     ids = (train["reader_id"], validation["reader_id"], test["reader_id"])
     done = _results(db, models, *ids, params)
-    missing = [m for m in models if m not in done]
+    left_out = planner.unloadable(db, [m for m in models if m not in done])
+    missing = [m for m in models if m not in done and m not in left_out]
     if missing:
         queue.require_read_committed(db)
         queue.require_live_worker(db)
         planned = [("finetune", tasks.finetune_key(m, *ids, params), tasks.finetune_payload(m, *ids, params), [])
                    for m in missing]
-        queue.wait(db, queue.enqueue(db, planned, models, set(ids)))
+        left_out.update(queue.wait(db, queue.enqueue(db, planned, models, set(ids)), leave_out_unloadable=True))
         done = _results(db, models, *ids, params)
-        lost = [m for m in missing if m not in done]
+        lost = [m for m in missing if m not in done and m not in left_out]
         if lost:
             raise ShiftError("fine-tuning result of model %s is missing after its task finished" % lost[0], INTERNAL_ERROR)
-    return done
+    for m, why in sorted(left_out.items()):
+        planner.warn_unloadable(db, m, why)
+    return done, left_out
 
 
 def finetune(db, model_ids, train, validation, test, params):
     """Rows of shift.finetune: (model_id, test_accuracy, validation_accuracy, settings, seconds)."""
-    results = run(db, model_ids, train, validation, test, resolve(params))
+    results, _ = run(db, model_ids, train, validation, test, resolve(params))
     return [(m, r["test_accuracy"], r["validation_accuracy"], r["settings"], r["seconds"])
-            for m, r in ((m, results[m]) for m in _models(db, model_ids))]
+            for m, r in ((m, results[m]) for m in _models(db, model_ids) if m in results)]
 
 
 def scores(db, scorer, params, models, test, train):
@@ -92,9 +101,10 @@ def scores(db, scorer, params, models, test, train):
 
     SHiFT-QL's `TESTED ON r TRAINED ON r` names two readers, so the test reader also
     chooses the learning rate, as it is the reader every proxy reports its value on.
+    Returns the scores and {model_id: load error} of the models left out.
     """
-    results = run(db, models, train, test, test, params)
-    return {m: scorer.present(r["test_accuracy"]) for m, r in results.items()}
+    results, left_out = run(db, models, train, test, test, params)
+    return {m: scorer.present(r["test_accuracy"]) for m, r in results.items()}, left_out
 
 
 def benchmark_scores(db, scorer, params, models, readers):

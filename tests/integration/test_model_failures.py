@@ -200,3 +200,27 @@ def test_a_statement_timeout_says_the_work_done_is_kept(fdb):
         assert len(rows) == loadable and not said.get("NOTICE")
         assert conn.execute("SELECT count(*) FROM shift.tasks WHERE key LIKE '%%/Train2/%%' "
                             "AND status <> 'done'").fetchone()[0] == 0
+
+
+def test_a_model_that_cannot_be_loaded_is_left_out_of_fine_tuning(fdb, cluster):
+    database, zoo, _ = fdb
+    params = '{"steps": 2, "batch_size": 16}'
+    finetune = ("SELECT model_id, test_accuracy FROM shift.finetune(%s, 'Train', 'Test', 'Test', %s)")
+    with database.connect() as conn:
+        register_garbage(conn, cluster, "broken_ft")
+        notices = []
+        conn.add_notice_handler(lambda d: notices.append((d.severity_nonlocalized, d.message_primary)))
+        rows = conn.execute(finetune, ([zoo[0], "broken_ft"], params)).fetchall()
+        assert [m for m, _ in rows] == [zoo[0]] and 0 <= rows[0][1] <= 1
+        warned = [m for s, m in notices if s == "WARNING"]
+        assert len(warned) == 1 and warned[0].startswith("model broken_ft is left out: it cannot be loaded ("), notices
+        assert status(conn, "broken_ft")[0] == "failed"
+        # known now: left out before planning, with no task made for it; the FineTune scorer reads
+        # the recorded result of the other and leaves it out too
+        before = conn.execute("SELECT count(*) FROM shift.tasks WHERE kind = 'finetune'").fetchone()[0]
+        notices.clear()
+        scored = conn.execute("SELECT model_id FROM shift.score('FineTune', %s, %s, 'Test', 'Train')",
+                              (params, [zoo[0], "broken_ft"])).fetchall()
+        assert conn.execute("SELECT count(*) FROM shift.tasks WHERE kind = 'finetune'").fetchone()[0] == before
+        assert scored == [(zoo[0],)]
+        assert [m.split()[1] for s, m in notices if s == "WARNING"] == ["broken_ft"]

@@ -9,14 +9,17 @@ network or the files the workers have (see ``pyfuncs.registry.register_models``)
   (:func:`record_failure`). A model that fails to load is an answer, not a failed task.
 * ``{"reader": {"kind", "source", "options"}}``: count a reader's samples and list its
   classes where the server cannot (Hugging Face datasets need pyarrow); the answer is
-  written to the task's ``payload.result`` for the registration that waits on it. A
-  reader that cannot be read fails the task, and the registration reports why.
+  written to the task's ``payload.result`` for the registration that waits on it. Why a
+  reader cannot be read (a ShiftError: a missing path, a missing column...) is an answer
+  too, ``{"error": {...}}``, which the registration raises with its SQLSTATE.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+
+from pyfuncs.errors import ShiftError
 
 from . import readers
 from .models import LoadedModel, load_model
@@ -98,7 +101,10 @@ def run(conn, task_id: int, payload: dict, device: str = "cpu", load=None) -> No
     if "model_id" in payload:
         describe_model(conn, payload["model_id"], device, load)
     elif "reader" in payload:
-        result = describe_reader(payload["reader"])
+        try:
+            result = describe_reader(payload["reader"])
+        except ShiftError as e:  # a reader the worker cannot read is an answer: registration raises it as is
+            result = {"error": {"message": e.message, "sqlstate": e.sqlstate, "detail": e.detail, "hint": e.hint}}
         conn.execute("UPDATE shift.tasks SET payload = payload || jsonb_build_object('result', %s::jsonb) "
                      "WHERE task_id = %s", (json.dumps(result), task_id))
     else:

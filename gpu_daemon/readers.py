@@ -40,7 +40,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from pyfuncs import files, npyfile
-from pyfuncs.errors import DATA_EXCEPTION, ShiftError
+from pyfuncs.errors import DATA_EXCEPTION, INVALID_PARAMETER, NOT_READY, UNDEFINED_FILE, ShiftError
 
 Block = tuple[int, "list | np.ndarray", np.ndarray]
 
@@ -563,30 +563,42 @@ def iter_imagefolder_blocks(reader: dict, blocks: list[int]) -> Iterator[Block]:
 
 # -- Hugging Face datasets saved to disk ---------------------------------------------------------
 
+def _hf_error(message: str, sqlstate: str = INVALID_PARAMETER, hint: str | None = None) -> ShiftError:
+    return ShiftError(message, sqlstate, hint=hint)
+
+
 def open_hf_dataset(path: str, split: str | None, reader_id: str = "?"):
     """A ``datasets.Dataset`` from ``save_to_disk`` output (a Dataset or one split of a DatasetDict)."""
     try:
         import datasets
     except ImportError as e:
-        raise ValueError("reader %s reads a Hugging Face dataset, which needs the datasets package on the worker "
-                         "(%s); install it with pip install 'shift[hf]'" % (reader_id, e)) from None
+        raise _hf_error("reader %s reads a Hugging Face dataset, which needs the datasets package on the worker (%s)"
+                        % (reader_id, e), NOT_READY, hint="install it on the workers with pip install 'shift[hf]'") \
+            from None
     datasets.disable_progress_bars()  # worker logs are read line by line
     datasets.utils.logging.set_verbosity_warning()
     if not os.path.isdir(path):
-        raise ValueError("dataset directory %s of reader %s does not exist on this worker; copy it there or "
-                         "register the reader again with a path every worker can read" % (path, reader_id))
+        raise _hf_error("dataset directory %s of reader %s does not exist on this worker" % (path, reader_id),
+                        UNDEFINED_FILE, hint="copy it there, or register the reader with a path every worker can read")
     try:
         ds = datasets.load_from_disk(path)
+    except FileNotFoundError as e:  # a directory without the files save_to_disk writes
+        raise _hf_error("%s is not a dataset written by save_to_disk" % path,
+                        hint="write it with Dataset.save_to_disk or DatasetDict.save_to_disk (%s)"
+                        % str(e).splitlines()[0][:200]) from None
     except (OSError, ValueError) as e:  # pyarrow's errors for a cut or damaged file are among these
-        raise ValueError("%s is not a dataset written by save_to_disk (%s)" % (path, str(e).splitlines()[0])) from None
+        raise _hf_error("dataset %s cannot be read: %s" % (path, str(e).splitlines()[0][:200]), DATA_EXCEPTION,
+                        hint="write it again with save_to_disk") from None
     if isinstance(ds, datasets.DatasetDict):
         if split is None and len(ds) == 1:
             split = next(iter(ds))
         if split not in ds:
-            raise ValueError("dataset %s has splits %s; name one as the reader's split" % (path, ", ".join(ds)))
+            raise _hf_error("dataset %s has no split %s" % (path, "named" if split is None else repr(split)),
+                            hint="its splits are %s; name one as the reader's split" % ", ".join(ds))
         ds = ds[split]
     elif split is not None and ds.split is not None and str(ds.split) != split:
-        raise ValueError("dataset %s holds split %s, not %s" % (path, ds.split, split))
+        raise _hf_error("dataset %s holds split %s, not %s" % (path, ds.split, split),
+                        hint="leave the split out, or name %s" % ds.split)
     return ds
 
 
@@ -595,16 +607,17 @@ HF_X_NAMES = ("image", "img", "pixel_values", "text", "sentence", "x", "features
 
 def hf_columns(ds, x_column: str | None, y_column: str, path: str) -> tuple[str, str]:
     cols = list(ds.column_names)
+    listed = "its columns are %s" % ", ".join(cols)
     if y_column not in cols:
-        raise ValueError("dataset %s has no label column %r; its columns are %s" % (path, y_column, ", ".join(cols)))
+        raise _hf_error("dataset %s has no label column %r" % (path, y_column), hint=listed + "; name one as y_column")
     if x_column is None:
         others = [c for c in cols if c != y_column]
         x_column = others[0] if len(others) == 1 else next((c for c in HF_X_NAMES if c in others), None)
         if x_column is None:
-            raise ValueError("dataset %s has columns %s; name the sample column as the reader's x_column"
-                             % (path, ", ".join(cols)))
+            raise _hf_error("dataset %s has several sample columns and none is named" % path,
+                            hint=listed + "; name the sample column as x_column")
     elif x_column not in cols:
-        raise ValueError("dataset %s has no column %r; its columns are %s" % (path, x_column, ", ".join(cols)))
+        raise _hf_error("dataset %s has no column %r" % (path, x_column), hint=listed)
     return x_column, y_column
 
 
@@ -631,7 +644,8 @@ def describe_hf(path: str, options: dict, reader_id: str = "?") -> dict:
     else:
         values = ds.unique(y_col)
         if any(v is None for v in values):
-            raise ValueError("dataset %s has samples without a label in column %s" % (path, y_col))
+            raise _hf_error("dataset %s has samples without a label in column %s" % (path, y_col),
+                            hint="give every sample a label; nothing was registered")
         classes = sorted({str(v) for v in values}, key=label_order)
     return dict(num_samples=len(ds), classes=classes, x_column=x_col, y_column=y_col,
                 input=hf_x_input(ds.features[x_col]), by_index=by_index)

@@ -423,6 +423,9 @@ def describe_reader(db, kind, source, options):
     result = json.loads(row["r"]) if row and isinstance(row["r"], str) else (row or {}).get("r")
     if not result:
         raise ShiftError("the describe task of %s finished without an answer" % source, INTERNAL_ERROR)
+    if "error" in result:  # the worker's own ShiftError: why it cannot read the reader
+        e = result["error"]
+        raise ShiftError(e["message"], e["sqlstate"], detail=e.get("detail"), hint=e.get("hint"))
     return result
 
 

@@ -272,10 +272,19 @@ def test_hf_datasets_reader_is_counted_by_a_worker(env):
         x = prep.to_batch(np.stack([np.asarray(im) for im in ref["image"]]), 24)
         want = ort.InferenceSession(str(env["onnx"])).run(["features"], {"x": x.numpy()})[0]
         np.testing.assert_allclose(stored(conn, "onnx_net4", "HfImages"), want, atol=ATOL)
-        with pytest.raises(psycopg.Error) as info:
-            conn.execute("SELECT shift.register_hf_reader('HfBad', %s, y_column => 'nope')", (str(env["hf_texts"]),))
-        assert info.value.diag.sqlstate == "38000" and "no label column 'nope'" in info.value.diag.message_primary
-        assert reader_row(conn, "HfBad") is None
+        # what the worker finds wrong comes back with its own SQLSTATE, and nothing is registered
+        (env["base"] / "not_a_dataset").mkdir(exist_ok=True)
+        for path, args, state, said in (
+                (env["base"] / "nowhere", "", "58P01", "does not exist on this worker"),
+                (env["base"] / "not_a_dataset", "", "22023", "is not a dataset written by save_to_disk"),
+                (env["hf_images"], ", split => 'valid'", "22023", "has no split 'valid'"),
+                (env["hf_texts"], ", y_column => 'nope'", "22023", "has no label column 'nope'"),
+                (env["hf_texts"], ", x_column => 'nope'", "22023", "has no column 'nope'")):
+            with pytest.raises(psycopg.Error) as info:
+                conn.execute("SELECT shift.register_hf_reader('HfBad', %%s%s)" % args, (str(path),))
+            diag = info.value.diag
+            assert (diag.sqlstate, said in diag.message_primary) == (state, True), (path, diag.message_primary)
+            assert reader_row(conn, "HfBad") is None
 
 
 def test_file_readers_check_files_and_privileges(env):

@@ -275,10 +275,38 @@ def test_hf_datasets_reader_matches_datasets(tmp_path):
     assert info["input"] == "Text" and info["classes"] == ["0", "1"]
     _, xs, ids = _all(_file_reader("hf", path, 7, info["classes"], 4, input="Text"))
     assert list(xs) == artifacts.TEXTS[:7] and list(ids) == [i % 2 for i in range(7)]
-    with pytest.raises(ValueError, match="has splits train, test; name one"):
-        describe_hf(str(tmp_path / "images"), {})
-    with pytest.raises(ValueError, match="has no label column 'y'"):
-        describe_hf(str(path), {"y_column": "y"})
+
+
+def test_hf_datasets_that_cannot_be_read_are_errors_with_a_sqlstate(tmp_path):
+    pytest.importorskip("datasets")
+    from gpu_daemon.readers import describe_hf
+
+    images = artifacts.hf_dataset(tmp_path / "images")
+    texts = artifacts.hf_dataset(tmp_path / "texts", kind="text")
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "plain" / "notes.txt").write_text("not a dataset")
+    cut = artifacts.hf_dataset(tmp_path / "cut", kind="text")
+    arrow = next(cut.glob("*.arrow"))
+    arrow.write_bytes(arrow.read_bytes()[:40])
+
+    def error(path, **options):
+        with pytest.raises(ShiftError) as info:
+            describe_hf(str(path), options)
+        return info.value.sqlstate, info.value.message, info.value.hint
+
+    assert error(tmp_path / "nowhere")[:2] == ("58P01", "dataset directory %s of reader ? does not exist on this "
+                                                        "worker" % (tmp_path / "nowhere"))
+    state, message, hint = error(tmp_path / "plain")
+    assert (state, message) == ("22023", "%s is not a dataset written by save_to_disk" % (tmp_path / "plain"))
+    assert hint.startswith("write it with Dataset.save_to_disk")
+    state, message, _ = error(cut)
+    assert state == "22000" and message.startswith("dataset %s cannot be read: " % cut)
+    assert error(images) == ("22023", "dataset %s has no split named" % images,
+                             "its splits are train, test; name one as the reader's split")
+    assert error(images, split="valid")[:2] == ("22023", "dataset %s has no split 'valid'" % images)
+    assert error(texts, y_column="y") == ("22023", "dataset %s has no label column 'y'" % texts,
+                                          "its columns are text, label; name one as y_column")
+    assert error(texts, x_column="image")[:2] == ("22023", "dataset %s has no column 'image'" % texts)
 
 
 def test_tfds_reader_matches_tfds(tmp_path):
@@ -405,12 +433,3 @@ def test_a_sql_sample_that_cannot_be_read_names_its_position():
     reader = dict(_file_reader("sql", "SELECT ...", 3, ["a"], 3))
     with pytest.raises(ShiftError, match=r"^sample 5 of reader r1 cannot be read: an array sample contains NULL"):
         readers._sql_sample(reader, [1.0, None], None, 5)
-
-
-def test_a_cut_hf_dataset_is_a_clear_error(tmp_path):
-    datasets = pytest.importorskip("datasets")
-    datasets.Dataset.from_dict({"x": [[1.0, 2.0]] * 50, "label": [0, 1] * 25}).save_to_disk(str(tmp_path / "d"))
-    arrow, = (tmp_path / "d").glob("*.arrow")
-    arrow.write_bytes(arrow.read_bytes()[:300])
-    with pytest.raises(ValueError, match="is not a dataset written by save_to_disk"):
-        readers.describe_hf(str(tmp_path / "d"), {})

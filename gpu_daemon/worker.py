@@ -117,6 +117,29 @@ WHERE worker_id = %(worker)s AND status = 'running'
 RETURNING task_id
 """
 
+# The task that was running when the worker's connection was lost counts a death, as a killed worker's
+# does (a task may break the connection itself: a reader query that crashes its backend, say), so one
+# that keeps doing it is quarantined after shift.max_task_deaths, or fails when out of attempts.
+_GIVE_BACK_LOST = """
+UPDATE shift.tasks c SET deaths = c.deaths + 1, lease_until = NULL, progress = 0,
+       status = CASE WHEN c.deaths + 1 >= s.max_deaths OR c.attempts >= c.max_attempts THEN 'failed'
+                     ELSE 'queued' END,
+       quarantined = c.deaths + 1 >= s.max_deaths,
+       finished_at = CASE WHEN c.deaths + 1 >= s.max_deaths OR c.attempts >= c.max_attempts THEN now() END,
+       worker_id = CASE WHEN c.deaths + 1 >= s.max_deaths OR c.attempts >= c.max_attempts
+                        THEN c.worker_id END,
+       error = CASE WHEN c.deaths + 1 >= s.max_deaths THEN format(
+           'the workers running it lost their database connection or died %%s times (the last: %%s); '
+           'shift.max_task_deaths is %%s, so queries do not run it again until shift.retry_task(%%s)',
+           c.deaths + 1, c.worker_id, s.max_deaths, c.task_id)
+           WHEN c.attempts >= c.max_attempts THEN format(
+           'its worker lost its database connection on the last of %%s attempts', c.attempts)
+           ELSE c.error END
+FROM (SELECT """ + MAX_DEATHS + """ AS max_deaths) s
+WHERE c.worker_id = %(worker)s AND c.status = 'running'
+RETURNING c.task_id, c.status
+"""
+
 # Done and failed tasks past shift.task_retention go (quarantined ones stay: they guard against a
 # poison task coming back), so do workers silent as long; waiters keep only live backends.
 _PRUNE = (
@@ -274,12 +297,12 @@ class Worker:
             return
         self.conn = conn
         self._register()
-        # the task that was running when the connection went is queued again, its attempt counted
-        given = self.conn.execute(_GIVE_BACK, {"undo": 0, "worker": self.worker_id}).fetchall()
+        # the task that was running when the connection went is queued again, its attempt and a death counted
+        given = self.conn.execute(_GIVE_BACK_LOST, {"worker": self.worker_id}).fetchall()
         if given:
             self.conn.execute("NOTIFY shift_tasks")
         log.info("worker %s reconnected%s", self.worker_id,
-                 "; gave back task %s" % ", ".join(str(r[0]) for r in given) if given else "")
+                 "".join("; task %s %s" % (t, "given back" if st == "queued" else "failed") for t, st in given))
 
     def _maintain(self):
         for statement in _PRUNE:

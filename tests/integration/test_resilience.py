@@ -219,3 +219,37 @@ def test_a_stopped_worker_gives_its_fine_tuning_task_back(rdb, cluster):
             conn.execute("DELETE FROM shift.tasks WHERE task_id = %s", (task_id,))
     finally:
         worker.stop()
+
+
+def test_a_task_that_breaks_its_workers_connection_is_quarantined(rdb, cluster):
+    """A SQL reader whose query ends the worker's own connection: every run of its task breaks it."""
+    with rdb.connect() as conn:
+        conn.execute("ALTER DATABASE shift_resilience SET shift.max_task_deaths = 2")
+        # no worker runs yet, so registration (which runs the query to count it) ends nothing
+        conn.execute(
+            "SELECT shift.register_sql_reader('RBreak', 'SELECT x, y, (SELECT count(pg_terminate_backend(pid)) "
+            "FROM pg_stat_activity WHERE application_name = ''shift-worker'' AND datname = current_database()) "
+            "AS k FROM public.r_train ORDER BY id', options => '{\"shape\": [8, 8]}', block_size => 32)")
+    worker = WorkerProcess(rdb.worker_dsn, cluster.home / "worker-broken.log", "broken").wait_ready()
+    try:
+        with rdb.connect() as conn:
+            with pytest.raises(psycopg.Error) as info:
+                conn.execute("SELECT * FROM shift.score('CosineNN', '{}', ARRAY['enc'], 'RTest', 'RBreak')")
+            diag = info.value.diag
+            assert diag.sqlstate == "38000"
+            assert "lost their database connection or died 2 times" in diag.message_primary, diag.message_primary
+            assert "shift.retry_task(" in diag.message_hint
+            assert conn.execute("SELECT status, attempts, deaths, quarantined FROM shift.tasks "
+                                "WHERE kind = 'inference' AND payload->>'reader_id' = 'RBreak'").fetchall() == \
+                [("failed", 2, 2, True)]
+            # the worker lived through it and serves the next query
+            assert worker.proc.poll() is None
+            assert 0 <= score(conn, "CosineNN") <= 1
+    finally:
+        worker.stop()
+        with rdb.connect() as conn:
+            conn.execute("DELETE FROM shift.tasks WHERE payload->>'reader_id' = 'RBreak' "
+                         "OR payload->>'train_reader' = 'RBreak'")
+            conn.execute("SELECT shift.drop_reader('RBreak')")
+            conn.execute("ALTER DATABASE shift_resilience RESET shift.max_task_deaths")
+    assert "lost its database connection" in (cluster.home / "worker-broken.log").read_text()

@@ -1,4 +1,4 @@
-"""python -m gpu_daemon --dsn CONNINFO [--device auto|cpu|cuda:N] [--worker-id ID] [--job-runners N]"""
+"""python -m gpu_daemon --dsn CONNINFO [--device auto|cpu|cuda:N] [--worker-id ID] [--job-runners N] [--connect-seconds S]"""
 
 import argparse
 import logging
@@ -18,10 +18,14 @@ def main(argv=None):
                         help="how long a claimed task stays this worker's without a heartbeat (default: 60)")
     parser.add_argument("--job-runners", type=int, default=1,
                         help="threads that run jobs submitted with shift.submit (default: 1; 0: none)")
+    parser.add_argument("--connect-seconds", type=float, default=120.0,
+                        help="how long to keep trying the first connection while the database comes up, with "
+                             "the backoff of a reconnect (default: 120; 0: one try)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     worker = Worker(args.dsn, device=args.device, worker_id=args.worker_id, batch_size=args.batch_size,
-                    lease_seconds=args.lease_seconds, job_runners=args.job_runners)
+                    lease_seconds=args.lease_seconds, job_runners=args.job_runners,
+                    first_connect_seconds=args.connect_seconds)
     signal.signal(signal.SIGTERM, worker.stop)
     signal.signal(signal.SIGINT, worker.stop)
     # status 1 when it stopped because something broke, so that a supervisor restarts it

@@ -34,6 +34,7 @@ HEARTBEAT_RETRY_SECONDS = 1.0
 HEARTBEAT_WARN_SECONDS = 10.0  # under the 15 s after which shift.live_workers counts it dead
 RECONNECT_FIRST_SECONDS = 0.5  # after a lost connection; doubling up to RECONNECT_MAX_SECONDS
 RECONNECT_MAX_SECONDS = 10.0
+FIRST_CONNECT_SECONDS = 120.0  # how long a starting worker waits for the database to come up
 RETRY_FIRST_SECONDS = 2.0  # a task that failed for a transient reason waits this long, doubling per attempt
 RETRY_MAX_SECONDS = 120.0
 MAINTAIN_SECONDS = 60.0  # how often a worker prunes old tasks and gone waiters
@@ -193,8 +194,9 @@ def pick_device(device="auto"):
 
 class Worker:
     def __init__(self, dsn, device="auto", worker_id=None, batch_size=None, max_loaded_models=2,
-                 lease_seconds=LEASE_SECONDS, job_runners=1):
+                 lease_seconds=LEASE_SECONDS, job_runners=1, first_connect_seconds=FIRST_CONNECT_SECONDS):
         self.dsn = dsn
+        self.first_connect_seconds = first_connect_seconds
         self.lease_seconds = lease_seconds
         self.device = pick_device(device)
         self.worker_id = worker_id or "%s-%d-%s" % (socket.gethostname(), os.getpid(), uuid.uuid4().hex[:6])
@@ -218,7 +220,14 @@ class Worker:
 
     def run(self, once=False):
         """Serve the queue until stopped; True when the worker stopped because something broke."""
-        self.conn = psycopg.connect(self.dsn, autocommit=True, application_name="shift-worker")
+        # the database may not be up yet (started with it, or restarting): wait as a reconnect does
+        self.conn = self._connect("shift-worker", give_up_after=self.first_connect_seconds)
+        if self.conn is None:
+            if self._stop.is_set():
+                return False
+            log.error("worker %s could not connect to the database within %.0fs; it stops", self.worker_id,
+                      self.first_connect_seconds)
+            return True
         self._register(first=True)
         ready = os.environ.get("SHIFT_WORKER_READY_FILE")  # the supervisor restarts only a worker that came up
         if ready:
@@ -274,17 +283,23 @@ class Worker:
         finally:
             self.conn.close()
 
-    def _connect(self, application_name):
-        """A new connection, tried with a doubling pause until it opens; None when the worker stops first."""
+    def _connect(self, application_name, give_up_after=None):
+        """A new connection, tried with a doubling pause until it opens; None when the worker stops first,
+        or when `give_up_after` seconds have passed (0: one try)."""
         delay = RECONNECT_FIRST_SECONDS
+        deadline = None if give_up_after is None else time.monotonic() + give_up_after
         while not self._stop.is_set():
             try:
                 return psycopg.connect(self.dsn, autocommit=True, application_name=application_name,
                                        connect_timeout=10)
             except psycopg.Error as e:
+                pause = delay if deadline is None else min(delay, deadline - time.monotonic())
+                if pause <= 0:
+                    log.warning("worker %s cannot connect (%s)", self.worker_id, _first_line(e))
+                    return None
                 log.warning("worker %s cannot connect (%s); next try in %.1fs", self.worker_id, _first_line(e),
-                            delay)
-                self._stop.wait(delay)
+                            pause)
+                self._stop.wait(pause)
                 delay = min(delay * 2, RECONNECT_MAX_SECONDS)
         return None
 

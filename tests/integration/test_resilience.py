@@ -98,7 +98,14 @@ def test_a_worker_survives_postgresql_restarts_and_serves_the_next_query(tmp_pat
     try:
         with Database(cluster, "shift_restart") as database:
             setup_database(database, cluster)
-            worker = WorkerProcess(database.worker_dsn, tmp_path / "worker.log", "restarted").wait_ready()
+            # a worker started before the database is up waits for it, as a reconnect does
+            assert cluster.stop("fast")
+            worker = WorkerProcess(database.worker_dsn, tmp_path / "worker.log", "restarted")
+            deadline = time.monotonic() + 60
+            while "cannot connect" not in (tmp_path / "worker.log").read_text() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert worker.proc.poll() is None and cluster.start()
+            worker.wait_ready()
             try:
                 with database.connect() as conn:
                     assert 0 <= score(conn, "CosineNN") <= 1

@@ -41,6 +41,7 @@ MAINTAIN_SECONDS = 60.0  # how often a worker prunes old tasks and gone waiters
 
 # Settings the worker reads on every use, so ALTER SYSTEM and a reload change them
 MAX_DEATHS = "coalesce(nullif(current_setting('shift.max_task_deaths', true), '')::integer, 2)"
+WORKER_MEMORY_MB = "coalesce(nullif(current_setting('shift.worker_memory_mb', true), '')::float8, 1024)"
 RETENTION = "coalesce(nullif(current_setting('shift.task_retention', true), ''), '7 days')::interval"
 
 # A running task is abandoned when its lease ran out or its worker's heartbeat stopped
@@ -597,23 +598,12 @@ class Worker:
 
     # -- fine-tuning (seed 002 §4.3) --------------------------------------------------------
 
-    def _read_reader(self, reader_id, like=None):
-        """Every sample of a reader, in its order, as a finetune.Split; class ids as `like` numbers them."""
+    def _read_reader(self, reader_id, memory_bytes, like=None):
+        """A reader's samples, read block by block under `memory_bytes`; class ids as `like` numbers them."""
         reader = self._row("readers", "reader_id", reader_id)
-        blocks = range(-(-reader["num_samples"] // reader["block_size"]))
-        xs, ys = [], []
-        with psycopg.connect(self.dsn, autocommit=True, application_name="shift-reader") as rconn:
-            for _block, x, y in reader_io.iter_blocks(reader, blocks, conn=rconn):
-                xs.append(x)
-                ys.append(np.asarray(y, dtype=np.int64))
-        if all(isinstance(x, np.ndarray) for x in xs):
-            x = np.concatenate(xs)
-        else:
-            x = [s for block in xs for s in block]
-        y = np.concatenate(ys)
-        if like is not None:
-            y = align_labels(y, reader["classes"], like["classes"])
-        return reader, finetune.Split(x, y)
+        relabel = None if like is None else (lambda y: align_labels(y, reader["classes"], like["classes"]))
+        # SQL readers open a connection per pass: the task's own stays free
+        return reader, finetune.reader_split(reader, memory_bytes, self.dsn, relabel)
 
     def run_finetune(self, task_id, payload):
         p = payload
@@ -629,11 +619,14 @@ class Worker:
         except Exception as e:
             describe.record_failure(self.conn, p["model_id"], e)  # queries and shift.finetune leave it out
             raise
-        train_reader, train = self._read_reader(p["train_reader"])
-        _, validation = self._read_reader(p["validation_reader"], like=train_reader)
-        _, test = self._read_reader(p["test_reader"], like=train_reader)
+        # shift.worker_memory_mb bounds what is held: half for the train reader's samples, a quarter for
+        # the head's features, an eighth for each of the others (held when they fit, else read per pass)
+        memory = int(self.conn.execute("SELECT " + WORKER_MEMORY_MB).fetchone()[0] * 2 ** 20)
+        train_reader, train = self._read_reader(p["train_reader"], memory // 2)
+        _, validation = self._read_reader(p["validation_reader"], memory // 8, like=train_reader)
+        _, test = self._read_reader(p["test_reader"], memory // 8, like=train_reader)
         result = finetune.run(loaded, train, validation, test, len(train_reader["classes"]), p["params"],
-                              progress=lambda f: self._progress_every(task_id, f))
+                              progress=lambda f: self._progress_every(task_id, f), memory_bytes=memory // 2)
         self.conn.execute(
             "INSERT INTO shift.finetune_results (model_id, train_reader, validation_reader, test_reader, params, "
             "test_accuracy, validation_accuracy, settings, seconds, device, worker_id) "

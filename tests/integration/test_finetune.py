@@ -115,3 +115,21 @@ def test_finetune_errors_leave_nothing_behind(db, worker, registered):
             conn.execute("SELECT shift.drop_reader('LettersFT')")
             conn.execute("DROP TABLE public.letters_ft")
         assert tasks(conn) == before
+
+
+def test_fine_tuning_streams_its_reader_under_shift_worker_memory_mb(db, worker, registered):
+    """TrainDigits is 300 samples of 64 floats in blocks of 128: under 0.1 MB the worker holds two blocks."""
+    model = registered["models"][0]
+    params = dict(PARAMS, seed=7)  # a result of its own
+    with db.connect() as conn:
+        conn.execute("ALTER SYSTEM SET shift.worker_memory_mb = '0.1'")
+        conn.execute("SELECT pg_reload_conf()")
+        try:
+            test_acc, _, settings, _ = finetune(conn, [model], params)[model]
+        finally:
+            conn.execute("ALTER SYSTEM RESET shift.worker_memory_mb")
+            conn.execute("SELECT pg_reload_conf()")
+    assert settings["memory"] == {"streamed": True, "limit_mb": pytest.approx(0.05), "buffer_samples": 256,
+                                  "head_samples": settings["memory"]["head_samples"]}
+    assert settings["memory"]["head_samples"] < 300 and settings["samples"]["train"] == 300
+    assert test_acc > 0.2  # ten digit classes: chance is 0.1

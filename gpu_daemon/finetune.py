@@ -12,6 +12,11 @@ names two rates without more), the schedule is cosine decay with no warm-up
 (its Appendix found warm-up unstable over few steps), and the head of step (i)
 is fitted to convergence with L-BFGS instead of SGD, which is deterministic and
 takes well under a second on VTAB-1K sizes.
+
+Memory: a reader is read block by block (:class:`StreamedSplit`); the worker's
+``shift.worker_memory_mb`` bounds the samples held (a shuffle buffer for SGD, one
+block for evaluation) and the head's frozen features. A reader that fits is held and
+the protocol is exactly the in-memory one. The floor is one mini-batch's blocks.
 """
 
 from __future__ import annotations
@@ -42,7 +47,8 @@ def _bytes(x) -> int:
     """Memory of raw samples: array bytes, or the bytes of each encoded image or text."""
     if isinstance(x, np.ndarray) and x.dtype != object:
         return x.nbytes
-    return sum(v.nbytes if isinstance(v, np.ndarray) else sys.getsizeof(v) for v in x)
+    # an array that owns its data counts it in getsizeof; a view does not
+    return sum(sys.getsizeof(v) + (v.nbytes if isinstance(v, np.ndarray) and v.base is not None else 0) for v in x)
 
 
 @dataclass
@@ -108,6 +114,7 @@ class StreamedSplit:
         self.n = sum(stop - start for start, stop in self.ranges)
         self._labels = None  # (num_classes, name) to check every block against
         self._held = None
+        self._group = 0  # blocks a shuffle buffer holds, once SGD has drawn from it
         reading = self.read([0])
         first = next(reading)
         reading.close()  # a SQL reader's cursor goes now, not when collected
@@ -172,8 +179,8 @@ class StreamedSplit:
             yield from self._held.shuffled(size, rng)
             return
         per_block = self.ranges[0][1] - self.ranges[0][0]
-        # a buffer holds at least one mini-batch even when the tail block is in it
-        group = max(self.buffer_blocks, -(-size // per_block) + 1)
+        # at least a mini-batch of blocks: only the one group with the short tail block may give none
+        group = self._group = max(self.buffer_blocks, -(-size // per_block))
         while True:
             order = rng.permutation(len(self.ranges))
             for g in range(0, len(order), group):
@@ -187,7 +194,7 @@ class StreamedSplit:
     def memory(self):
         per_block = self.ranges[0][1] - self.ranges[0][0]
         return {"streamed": self._held is None, "limit_mb": self.memory_bytes / 2 ** 20,
-                "buffer_samples": self.n if self._held is not None else self.buffer_blocks * per_block}
+                "buffer_samples": self.n if self._held is not None else self._group * per_block}
 
 
 def reader_split(reader: dict, memory_bytes: int, conn=None, relabel=None) -> StreamedSplit:

@@ -168,6 +168,7 @@ def wait(db, task_ids, leave_out_unloadable=False, estimate=None):
             db.execute("SELECT pg_sleep(%s)" % POLL_SECONDS)
     except db.plpy.spiexceptions.QueryCanceled as e:
         raise canceled(e, total - len(pending), total) from None
+    progress.finished(total)
     return unloadable
 
 
@@ -182,7 +183,11 @@ def canceled(e, done, total):
 
 class Progress:
     """NOTICEs while a statement waits on workers: none in its first shift.progress_interval seconds
-    (quick queries stay silent), then at most one per interval: tasks done and the time left."""
+    (quick queries stay silent), then at most one per interval: tasks done and the time left.
+
+    A statement may wait several times (the test inference, then each halving round): the counts
+    are of all its tasks so far, those of its earlier waits done, so they never start over; the
+    time left is at the rate of the current wait."""
 
     DEFAULT_INTERVAL = 3.0
 
@@ -190,9 +195,14 @@ class Progress:
         self.db, self.estimate = db, estimate
         self.interval = progress_interval(db)
         self.started = time.monotonic()
+        self.earlier = 0
         if self.interval:
             # the statement may have waited before this wait began (an earlier round, the test inference)
-            row = db.one("SELECT extract(epoch FROM clock_timestamp() - statement_timestamp())::float8 AS s")
+            row = db.one("SELECT extract(epoch FROM clock_timestamp() - statement_timestamp())::float8 AS s, "
+                         "statement_timestamp()::text AS at")
+            if _STATEMENT["at"] != row["at"]:
+                _STATEMENT.update(at=row["at"], tasks=0)
+            self.earlier = _STATEMENT["tasks"]
             self.statement_started = self.started - row["s"]
             self.next = max(self.statement_started + self.interval, _LAST_NOTICE[0] + self.interval)
 
@@ -204,10 +214,17 @@ class Progress:
         _LAST_NOTICE[0] = now
         left = remaining(now - self.started, done + running_fraction, total, self.estimate)
         self.db.plpy.notice("waiting on workers: %d of %d tasks done%s"
-                            % (done, total, ", about %s left" % seconds_text(left) if left is not None else ""))
+                            % (self.earlier + done, self.earlier + total,
+                               ", about %s left" % seconds_text(left) if left is not None else ""))
+
+    def finished(self, total):
+        """The wait's tasks are done: the statement's next wait counts them among its done ones."""
+        if self.interval:
+            _STATEMENT["tasks"] = self.earlier + total
 
 
 _LAST_NOTICE = [float("-inf")]  # the session's last progress notice: nested waits share the rate
+_STATEMENT = {"at": None, "tasks": 0}  # the statement (its start) whose earlier waits' tasks are done
 
 
 def progress_interval(db):

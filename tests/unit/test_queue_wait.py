@@ -36,8 +36,9 @@ class FakeDb:
     """Answers the wait's statements: each poll returns the next scripted state of the tasks,
     each pg_sleep moves the clock on by `step` seconds."""
 
-    def __init__(self, states, clock, step=0.5, settings=None, cancel_at=None, statement_age=0.0):
+    def __init__(self, states, clock, step=0.5, settings=None, cancel_at=None, statement_age=0.0, statement="s1"):
         self.states, self.clock, self.step = list(states), clock, step
+        self.statement = statement
         self.settings = settings or {}
         self.cancel_at, self.polls = cancel_at, 0
         self.statement_age = statement_age
@@ -59,7 +60,7 @@ class FakeDb:
         if "live_workers" in sql:
             return {"n": 1}
         if "statement_timestamp" in sql:
-            return {"s": self.statement_age}
+            return {"s": self.statement_age, "at": self.statement}
         raise AssertionError(sql)
 
     def setting(self, name):
@@ -78,6 +79,7 @@ def clock(monkeypatch):
     c = Clock()
     monkeypatch.setattr(queue.time, "monotonic", c)
     monkeypatch.setattr(queue, "_LAST_NOTICE", [float("-inf")])
+    monkeypatch.setattr(queue, "_STATEMENT", {"at": None, "tasks": 0})
     return c
 
 
@@ -153,6 +155,25 @@ def test_the_interval_counts_from_the_start_of_the_statement(clock):
     db = FakeDb(running_states(2, 2), clock, settings={"shift.progress_interval": "3"}, statement_age=5.0)
     queue.wait(db, [0, 1])
     assert db.plpy.notices and db.plpy.notices[0].startswith("waiting on workers: 0 of 2 tasks done")
+
+
+def test_the_waits_of_one_statement_count_all_its_tasks(clock):
+    settings = {"shift.progress_interval": "1"}
+    # the test inference: 2 tasks; then a round of 3 more in the same statement
+    first = FakeDb(running_states(2, 4), clock, settings=settings)
+    queue.wait(first, [0, 1])
+    second = FakeDb([[dict(t, task_id=t["task_id"] + 10) for t in state] for state in running_states(3, 4)], clock,
+                    settings=settings, statement_age=4.0)
+    queue.wait(second, [10, 11, 12])
+    counts = [tuple(int(w) for w in n.split()[3:6:2]) for n in first.plpy.notices + second.plpy.notices]
+    assert counts and all(total == 2 for _, total in counts[:len(first.plpy.notices)])
+    later = counts[len(first.plpy.notices):]
+    assert later and all(total == 5 and done >= 2 for done, total in later), counts
+    assert [d for d, _ in counts] == sorted(d for d, _ in counts)  # never starts over
+    # the next statement counts its own tasks only
+    third = FakeDb(running_states(2, 4), clock, settings=settings, statement="s2")
+    queue.wait(third, [0, 1])
+    assert third.plpy.notices and all(" of 2 tasks done" in n for n in third.plpy.notices)
 
 
 def test_no_progress_notices_with_interval_zero(clock):

@@ -10,10 +10,15 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import psycopg
+
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from .cluster import Cluster, allow_worker_login, project_root
 
@@ -112,8 +117,9 @@ def digits(n_train=300, n_test=120, seed=0):
 
 
 def copy_samples(conn, table, xs, ys):
-    """Rows (id, x, y) of a table `public.<table>(id integer, x real[], y integer)` from arrays, by COPY."""
-    with conn.cursor().copy("COPY public.%s (id, x, y) FROM STDIN" % table) as copy:
+    """Rows (id, x, y) of a table `public.<table>(id integer, x real[], y integer)` from arrays, by COPY;
+    a qualified name (`schema.table`) is taken as it is."""
+    with conn.cursor().copy("COPY %s (id, x, y) FROM STDIN" % (table if "." in table else "public." + table)) as copy:
         for i, (x, y) in enumerate(zip(xs, ys)):
             copy.write_row((i, np.asarray(x).ravel().tolist(), int(y)))
 
@@ -144,3 +150,64 @@ def register_model(conn, m):
         "num_params => %(num_params)s, feature_dim => %(feature_dim)s, input_size => %(input_size)s, "
         "architecture => %(architecture)s, options => %(options)s)",
         dict(m, input=m["input"] or "Vision", options=psycopg.types.json.Jsonb(m["options"] or {})))
+
+
+# -- several users on one database (see tests/integration/test_privileges.py) ----------------------------
+
+USER_PASSWORD = "pw-" + uuid.uuid4().hex  # of the login roles user_roles() makes, for this process
+USER_PROXY_QUERY = ("SELECT ModelId FROM Models WHERE Input = 'Vision' ORDER BY CosineNN LIMIT 3 "
+                    "TESTED ON {test} TRAINED ON {train}")
+
+
+@contextmanager
+def user_roles(cluster, kinds=("alice", "bob", "carol")):
+    """Login roles of the cluster with SCRAM passwords, named `<kind>_<suffix>`: {kind: name}; dropped after."""
+    suffix = uuid.uuid4().hex[:6]
+    names = {k: "%s_%s" % (k, suffix) for k in kinds}
+    with psycopg.connect(cluster.dsn("postgres"), autocommit=True) as conn:
+        for name in names.values():
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(name),
+                                                                           sql.Literal(USER_PASSWORD)))
+    try:
+        yield names
+    finally:
+        with psycopg.connect(cluster.dsn("postgres"), autocommit=True) as conn:
+            for name in names.values():
+                conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
+
+
+def make_users(conn, names):
+    """Each role a user of shift (shift.grant_usage) with a schema of its own, named after it."""
+    for name in names:
+        conn.execute("SELECT shift.grant_usage(%s::regrole)", (name,))
+        conn.execute(sql.SQL("CREATE SCHEMA {} AUTHORIZATION {}").format(*[sql.Identifier(name)] * 2))
+
+
+def connect_as(database, role, **kwargs):
+    """A connection to `database` logged in as one of user_roles()."""
+    kwargs.setdefault("autocommit", True)
+    return psycopg.connect(make_conninfo(database.dsn, user=role, password=USER_PASSWORD), **kwargs)
+
+
+def load_table(conn, table, xs, ys):
+    """A new table (id, x real[], y) holding samples, by COPY."""
+    conn.execute("CREATE TABLE %s (id integer PRIMARY KEY, x real[] NOT NULL, y integer NOT NULL)" % table)
+    copy_samples(conn, table if "." in table else "public." + table, xs, ys)
+
+
+def register_digits_as(conn, schema, train, test):
+    """Two SQL readers over tables of the role's own schema."""
+    (train_x, train_y), (test_x, test_y) = digits(n_train=160, n_test=60)
+    for reader, table, xs, ys in ((train, "train", train_x, train_y), (test, "test", test_x, test_y)):
+        load_table(conn, "%s.%s" % (schema, table), xs, ys)
+        conn.execute("SELECT shift.register_sql_reader(%%s, 'SELECT x, y FROM %s.%s ORDER BY id', "
+                     "options => '{\"shape\": [8, 8]}', block_size => 64)" % (schema, table), (reader,))
+
+
+def sqlstate(conn, statement, params=None):
+    """The SQLSTATE a statement fails with; an AssertionError when it does not fail."""
+    try:
+        conn.execute(statement, params)
+    except psycopg.Error as e:
+        return e.diag.sqlstate
+    raise AssertionError("%s did not fail" % statement)

@@ -67,8 +67,10 @@ AS $python$
     return api.scorers_table()
 $python$;
 
--- Every failed task, quarantined ones included, runs again (an admin's: it writes shift.tasks).
-CREATE FUNCTION shift.retry_failed_tasks() RETURNS bigint
+-- Failed tasks queued again as if new: attempts and deaths start over, quarantine is lifted. The one
+-- reset of shift.retry_task (as its definer) and shift.retry_failed_tasks (as the admin calling it);
+-- invoker's rights, so a user calling it directly cannot write shift.tasks. NULL: every failed task.
+CREATE FUNCTION shift._requeue_failed(task_ids bigint[]) RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -76,7 +78,7 @@ DECLARE
 BEGIN
     UPDATE shift.tasks t SET status = 'queued', attempts = 0, deaths = 0, quarantined = false, error = NULL,
            retry_at = NULL, progress = 0, worker_id = NULL, lease_until = NULL, finished_at = NULL
-    WHERE t.status = 'failed';
+    WHERE t.status = 'failed' AND (task_ids IS NULL OR t.task_id = ANY(task_ids));
     GET DIAGNOSTICS n = ROW_COUNT;
     IF n > 0 THEN
         PERFORM pg_notify('shift_tasks', '');
@@ -84,4 +86,9 @@ BEGIN
     RETURN n;
 END
 $$;
+
+-- Every failed task, quarantined ones included, runs again (an admin's: it writes shift.tasks).
+CREATE FUNCTION shift.retry_failed_tasks() RETURNS bigint
+LANGUAGE sql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp
+AS $$ SELECT shift._requeue_failed(NULL) $$;
 COMMENT ON FUNCTION shift.retry_failed_tasks() IS 'queue every failed task again; returns how many';

@@ -382,10 +382,7 @@ BEGIN
     IF target.status <> 'failed' THEN
         RETURN false;
     END IF;
-    UPDATE shift.tasks t SET status = 'queued', attempts = 0, deaths = 0, quarantined = false, error = NULL,
-           retry_at = NULL, progress = 0, worker_id = NULL, lease_until = NULL, finished_at = NULL
-     WHERE t.task_id = task;
-    PERFORM pg_notify('shift_tasks', '');
+    PERFORM shift._requeue_failed(ARRAY[task]);  -- the row is locked and failed: it is queued
     RETURN true;
 END
 $$;

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from shift_cli.testbed import Database, WorkerProcess, register_digits, register_model
+from shift_cli.testbed import Database, WorkerProcess, register_digits, register_model, user_roles
 
 EXTRA_MODELS = [
     dict(model_id="bert-tiny", source="hf", locator="prajjwal1/bert-tiny", input="Text", num_params=4_385_920,
@@ -111,3 +111,10 @@ def shiftql_db(cluster, zoo):
             yield ShiftQLDatabase(database, models)
         finally:
             worker.stop()
+
+
+@pytest.fixture(scope="module")
+def roles(cluster):
+    """Login roles alice, bob and carol (not yet users of shift): {kind: role name}."""
+    with user_roles(cluster) as names:
+        yield names

@@ -13,24 +13,21 @@ import time
 
 import psycopg
 import pytest
-from psycopg import sql
 
-from shift_cli.testbed import ROOT, Database, WorkerProcess, register_model
-from tests.integration.test_privileges import PROXY_QUERY, connect_as, register_digits_as, roles, sqlstate  # noqa: F401
+from shift_cli.testbed import USER_PROXY_QUERY as PROXY_QUERY
+from shift_cli.testbed import ROOT, Database, WorkerProcess, connect_as, make_users, register_digits_as, register_model, sqlstate
 
 PICKED = ("shapes10.resnet10t", "shapes10.regnetx-002")
 
 
 @pytest.fixture(scope="module")
-def jdb(cluster, zoo, roles):  # noqa: F811 -- the roles fixture, imported
+def jdb(cluster, zoo, roles):
     alice = roles["alice"]
     with Database(cluster, "shift_jobs") as database:
         with database.connect() as conn:
             for m in zoo:
                 register_model(conn, m)
-            for name in roles.values():
-                conn.execute("SELECT shift.grant_usage(%s::regrole)", (name,))
-                conn.execute(sql.SQL("CREATE SCHEMA {} AUTHORIZATION {}").format(*[sql.Identifier(name)] * 2))
+            make_users(conn, roles.values())
         with connect_as(database, alice) as conn:
             register_digits_as(conn, alice, "AliceTrain", "AliceTest")
             conn.execute("CREATE TABLE %s.picks (model_id text PRIMARY KEY)" % alice)

@@ -12,44 +12,12 @@ from pathlib import Path
 import numpy as np
 import psycopg
 import pytest
-from psycopg import errors, sql
+from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from shift_cli.testbed import Database, WorkerProcess, digits, register_model
-
-PASSWORD = "pw-" + uuid.uuid4().hex
-PROXY_QUERY = ("SELECT ModelId FROM Models WHERE Input = 'Vision' ORDER BY CosineNN LIMIT 3 "
-               "TESTED ON {test} TRAINED ON {train}")
-
-
-@pytest.fixture(scope="module")
-def roles(cluster):
-    suffix = uuid.uuid4().hex[:6]
-    names = {k: "%s_%s" % (k, suffix) for k in ("alice", "bob", "carol")}
-    with psycopg.connect(cluster.dsn("postgres"), autocommit=True) as conn:
-        for name in names.values():
-            conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(name), sql.Literal(PASSWORD)))
-    yield names
-    with psycopg.connect(cluster.dsn("postgres"), autocommit=True) as conn:
-        for name in names.values():
-            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
-
-
-def load_table(conn, table, xs, ys):
-    conn.execute("CREATE TABLE %s (id integer PRIMARY KEY, x real[] NOT NULL, y integer NOT NULL)" % table)
-    with conn.cursor().copy("COPY %s (id, x, y) FROM STDIN" % table) as copy:
-        for i, (x, y) in enumerate(zip(xs, ys)):
-            copy.write_row((i, np.asarray(x).ravel().tolist(), int(y)))
-
-
-def register_digits_as(conn, schema, train, test):
-    """Two SQL readers over tables of the role's own schema."""
-    (train_x, train_y), (test_x, test_y) = digits(n_train=160, n_test=60)
-    for reader, table, xs, ys in ((train, "train", train_x, train_y), (test, "test", test_x, test_y)):
-        load_table(conn, "%s.%s" % (schema, table), xs, ys)
-        conn.execute("SELECT shift.register_sql_reader(%%s, 'SELECT x, y FROM %s.%s ORDER BY id', "
-                     "options => '{\"shape\": [8, 8]}', block_size => 64)" % (schema, table), (reader,))
-
+from shift_cli.testbed import USER_PROXY_QUERY as PROXY_QUERY
+from shift_cli.testbed import (Database, WorkerProcess, connect_as, digits, load_table, make_users, register_digits_as,
+                               register_model, sqlstate)
 
 @pytest.fixture(scope="module")
 def udb(cluster, zoo, roles):
@@ -57,9 +25,7 @@ def udb(cluster, zoo, roles):
         with database.connect() as conn:
             for m in zoo:
                 register_model(conn, m)
-            for name in roles.values():
-                conn.execute("SELECT shift.grant_usage(%s::regrole)", (name,))
-                conn.execute(sql.SQL("CREATE SCHEMA {} AUTHORIZATION {}").format(*[sql.Identifier(name)] * 2))
+            make_users(conn, roles.values())
             conn.execute(sql.SQL("GRANT pg_read_server_files, shift_trusted_models TO {}").format(
                 sql.Identifier(roles["carol"])))
         with connect_as(database, roles["alice"]) as conn:
@@ -75,19 +41,8 @@ def udb(cluster, zoo, roles):
             worker.stop()
 
 
-def connect_as(database, role, **kwargs):
-    kwargs.setdefault("autocommit", True)
-    return psycopg.connect(make_conninfo(database.dsn, user=role, password=PASSWORD), **kwargs)
-
-
 def query(conn, text):
     return conn.execute("SELECT model_id, score FROM shift.query(%s)", (text,)).fetchall()
-
-
-def sqlstate(conn, statement, params=None):
-    with pytest.raises(psycopg.Error) as info:
-        conn.execute(statement, params)
-    return info.value.diag.sqlstate
 
 
 # -- what a user does -----------------------------------------------------------------------------

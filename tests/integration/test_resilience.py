@@ -252,6 +252,12 @@ def test_a_task_that_breaks_its_workers_connection_is_quarantined(rdb, cluster):
             # the worker lived through it and serves the next query
             assert worker.proc.poll() is None
             assert 0 <= score(conn, "CosineNN") <= 1
+            worker.stop()
+            # an admin queues every failed task again, quarantined ones included, as if new
+            assert conn.execute("SELECT shift.retry_failed_tasks()").fetchone()[0] >= 1
+            assert conn.execute("SELECT status, attempts, deaths, quarantined, error FROM shift.tasks "
+                                "WHERE kind = 'inference' AND payload->>'reader_id' = 'RBreak'").fetchall() == \
+                [("queued", 0, 0, False, None)]
     finally:
         worker.stop()
         with rdb.connect() as conn:

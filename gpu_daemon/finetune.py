@@ -105,8 +105,9 @@ class StreamedSplit:
     whole reader fits, it is read once and held, and the protocol is the in-memory one
     exactly. Otherwise SGD draws its mini-batches from a shuffle buffer: the blocks in a
     random order, as many at a time as fit, the samples of those permuted. This departs from
-    seed 002 §4.3's uniform draws over the whole reader only in which samples share an epoch's
-    neighbourhood; every sample is still drawn once an epoch.
+    seed 002 §4.3's uniform draws over the whole reader in which samples meet in a mini-batch
+    (those of the same buffer); an epoch still draws every sample once, but for the remainder
+    of each buffer that fills no mini-batch.
     """
 
     def __init__(self, read, ranges, memory_bytes):
@@ -154,7 +155,8 @@ class StreamedSplit:
                     xs = np.empty((total,) + bx.shape[1:], dtype=bx.dtype)
                 xs[at:at + len(by)] = bx
             else:
-                xs = (xs or []) + list(bx)
+                xs = [] if xs is None else xs
+                xs.extend(bx)
             ys[at:at + len(by)] = by
             at += len(by)
         return Split(xs, ys)

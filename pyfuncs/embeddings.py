@@ -106,6 +106,8 @@ def check(fisher, scale, dim=None):
         if not np.isfinite(v).all():
             raise ValueError("task embedding has %d non-finite %s values of %d" % (int((~np.isfinite(v)).sum()), what,
                                                                                    len(v)))
+        if not np.isfinite(v.astype(np.float32)).all():
+            raise ValueError("task embedding has %s values beyond the range of real" % what)
         if (v < 0).any():
             raise ValueError("task embedding has negative %s values" % what)
     if not fisher.any():

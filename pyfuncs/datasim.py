@@ -27,6 +27,7 @@ from .errors import INTERNAL_ERROR, INVALID_PARAMETER, UNDEFINED_OBJECT, WRONG_O
 
 PROBE_SETTING = "shift.task2vec_probe"
 PROBE_SOURCES = ("timm", "torchvision", "torchscript")  # PyTorch modules a worker can take gradients of
+DEFAULT_MAX_SAMPLES = scorers.get("Task2Vec").resolve({})["max_samples"]
 INDEX_MIN_POOL = 200     # below this many embeddings an exact scan is as fast as the index
 INDEX_CANDIDATES = 4     # the index proposes this many times k candidates (at least 40) to re-rank
 
@@ -68,11 +69,13 @@ def _check_computable(readers, probe, given):
                              % (r["reader_id"], ", ".join(r["classes"])), INVALID_PARAMETER,
                              hint="leave it out of the pool of readers, e.g. WHERE DataReaderId <> '%s'"
                                   % r["reader_id"])
-        if "max_samples" in given and r["num_samples"] < given["max_samples"]:
+        # SHiFT-QL passes every parameter resolved, so the default reads "up to"; another value is a request
+        if given.get("max_samples", DEFAULT_MAX_SAMPLES) != DEFAULT_MAX_SAMPLES \
+                and r["num_samples"] < given["max_samples"]:
             raise ShiftError("reader %s has %d samples, fewer than max_samples %d"
                              % (r["reader_id"], r["num_samples"], given["max_samples"]), INVALID_PARAMETER,
-                             hint="ask for at most %d samples, or leave max_samples out to read all of a "
-                                  "smaller reader" % r["num_samples"])
+                             hint="ask for at most %d samples; the default max_samples (%d) reads all of a "
+                                  "smaller reader" % (r["num_samples"], DEFAULT_MAX_SAMPLES))
         if r["input"] != probe["input"]:
             raise ShiftError("reader %s holds %s samples, but task2vec probe %s reads %s inputs"
                              % (r["reader_id"], r["input"], probe["model_id"], probe["input"]), WRONG_OBJECT_TYPE,

@@ -179,3 +179,74 @@ def test_settings_difference_names_the_first_differing_setting():
     assert embeddings.settings_difference(a, dict(a)) is None
     assert embeddings.settings_difference(a, dict(a, max_samples=50)) == "max_samples"
     assert embeddings.settings_difference(a, dict(a, method="variational", probe="q")) == "method"
+
+
+class FakeLoaded:
+    """What gpu_daemon.models.load_model gives, for a tiny convolutional probe on 1 x 4 x 4 inputs."""
+
+    def __init__(self):
+        torch.manual_seed(0)
+        self.module = nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU(), nn.Flatten(), nn.Linear(12, 5), nn.Tanh())
+        self.module.fc = nn.Linear(5, 10)  # the source task's classifier: not a filter of the embedding
+        self.model_id, self.source, self.modality = "tiny", "timm", "Vision"
+        self.device, self.tensor_device = "cpu", None
+
+    def extractor(self, x):
+        return self.module[:5](x), None
+
+    def preprocess(self, xs):
+        return torch.as_tensor(np.asarray(xs, dtype=np.float32)).view(-1, 1, 4, 4)
+
+
+def stream():
+    rng = np.random.default_rng(1)
+    x, y = rng.standard_normal((20, 4, 4)).astype(np.float32), np.arange(20) % 3
+    return lambda: iter([(x[:12], y[:12]), (x[12:], y[12:])])
+
+
+SETTINGS = dict(probe="tiny", method="montecarlo", skip_layers=0, max_samples=20, batch_size=8, epochs=2, seed=5)
+
+
+def test_embed_monte_carlo_is_the_per_filter_mean_of_per_sample_squared_gradients():
+    loaded, blocks = FakeLoaded(), stream()
+    got = task2vec.embed(loaded, blocks, 3, SETTINGS, "r")
+    assert got["num_samples"] == 20 and got["layers"] == ["0", "3"] and len(got["fisher"]) == 3 + 5
+    # independently: the same head, the same sampled labels, one autograd pass per sample
+    feats = torch.cat([loaded.module[:5](loaded.preprocess(x)) for x, _ in blocks()]).detach()
+    ys = np.concatenate([y for _, y in blocks()])
+    torch.manual_seed(5)
+    head = task2vec.fit_head(feats, ys, 3, 5)
+    net = nn.Sequential(loaded.module[:5], head)
+    gen = torch.Generator().manual_seed(5)
+    sums = [torch.zeros_like(loaded.module[0].weight), torch.zeros_like(loaded.module[3].weight)]
+    for _ in range(2):
+        for xs, _ in task2vec.batches(blocks, 8):
+            x = loaded.preprocess(xs)
+            with torch.no_grad():
+                labels = torch.multinomial(torch.softmax(net(x), dim=-1), 1, generator=gen).view(-1)
+            for i in range(len(labels)):
+                net.zero_grad()
+                torch.nn.functional.cross_entropy(net(x[i:i + 1]), labels[i:i + 1]).backward()
+                sums[0] += loaded.module[0].weight.grad ** 2
+                sums[1] += loaded.module[3].weight.grad ** 2
+    expected = np.concatenate([(s / 40).reshape(s.shape[0], -1).mean(1).numpy() for s in sums])
+    np.testing.assert_allclose(got["fisher"], expected, rtol=1e-4, atol=1e-10)
+    np.testing.assert_allclose(got["scale"][:3], expected[:3].mean())
+    embeddings.check(got["fisher"], got["scale"], dim=8)
+
+
+def test_embed_variational_gives_precisions_and_layer_priors():
+    got = task2vec.embed(FakeLoaded(), stream(), 3, dict(SETTINGS, method="variational", skip_layers=1), "r")
+    assert got["layers"] == ["3"] and len(got["fisher"]) == 5
+    embeddings.check(got["fisher"], got["scale"], dim=5)
+    assert len(set(got["scale"].tolist())) == 1  # one prior per layer
+
+
+def test_embed_refuses_one_class_and_what_is_not_a_module():
+    x = np.zeros((6, 4, 4), np.float32)
+    with pytest.raises(task2vec.ProbeError, match="one class only"):
+        task2vec.embed(FakeLoaded(), lambda: iter([(x, np.zeros(6, int))]), 1, SETTINGS, "r")
+    loaded = FakeLoaded()
+    loaded.module = object()
+    with pytest.raises(task2vec.ProbeError, match="not a PyTorch module"):
+        task2vec.embed(loaded, stream(), 3, SETTINGS, "r")

@@ -19,9 +19,10 @@ import numpy as np
 import psycopg
 from psycopg.types.json import Jsonb
 
-from pyfuncs import proxies
+from pyfuncs import embeddings, proxies
+from pyfuncs.tasks import num_blocks
 
-from . import describe, finetune
+from . import describe, finetune, task2vec
 from .jobs import JobRunner
 from . import readers as reader_io
 from .models import load_model
@@ -389,7 +390,7 @@ class Worker:
         started = time.perf_counter()
         try:
             run = {"inference": self.run_inference, "proxy": self.run_proxy, "describe": self.run_describe,
-                   "finetune": self.run_finetune}.get(kind)
+                   "finetune": self.run_finetune, "datasim": self.run_datasim}.get(kind)
             if run is None:
                 raise ValueError("this worker does not run %s tasks yet" % kind)
             # rights may have changed since the task was queued: check them again before reading anything
@@ -633,6 +634,51 @@ class Worker:
             "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
             key + (result["test_accuracy"], result["validation_accuracy"], Jsonb(result["settings"]),
                    result["seconds"], self.device, self.worker_id))
+
+    # -- dataset similarity (seed 000 §3.4 "DataSim Task") ----------------------------------
+
+    def run_datasim(self, task_id, payload):
+        """The Task2Vec embedding of a reader's first max_samples samples, streamed block by block."""
+        reader_id, version, settings = payload["reader_id"], payload["reader_version"], payload["settings"]
+        key = (reader_id, version, "task2vec", Jsonb(settings))
+        if self.conn.execute("SELECT 1 FROM shift.task_embeddings WHERE reader_id = %s AND reader_version = %s "
+                             "AND kind = %s AND settings = %s", key).fetchone():
+            return
+        current = self.conn.execute("SELECT shift._reader_version(%s)", (reader_id,)).fetchone()[0]
+        if current != version:
+            raise LookupError("reader %s changed since its datasim task was queued (version %s, now %s)"
+                              % (reader_id, version, current))
+        reader = self._row("readers", "reader_id", reader_id)
+        n = min(int(reader["num_samples"]), int(settings["max_samples"]))
+        blocks = list(range(num_blocks(n, reader["block_size"])))
+
+        def stream():
+            left = n
+            with psycopg.connect(self.dsn, autocommit=True, application_name="shift-reader") as rconn:
+                for _block, xs, ys in reader_io.iter_blocks(reader, blocks, conn=rconn):
+                    take = min(left, len(ys))
+                    yield xs[:take], np.asarray(ys[:take])
+                    left -= take
+
+        self._last_progress = 0.0
+        # the variational Fisher hooks the probe's layers: a copy of its own, as fine-tuning takes
+        probe = (load_model(self._row("models", "model_id", settings["probe"]), self.device)
+                 if settings["method"] == "variational" else self._model(settings["probe"])[0])
+        result = task2vec.embed(probe, stream, len(reader["classes"]), settings, reader_id,
+                                progress=lambda f: self._progress_every(task_id, f))
+        fisher, scale = result["fisher"], result["scale"]
+        embeddings.check(fisher, scale)  # nothing half-made is stored
+        index = embeddings.index_vector(fisher, scale)
+        self.conn.execute(
+            "INSERT INTO shift.task_embeddings (reader_id, reader_version, kind, settings, dim, embedding, scale, "
+            "index_vector, num_samples, seconds, device, worker_id) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s::vector, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            key + (len(fisher), [float(v) for v in fisher], [float(v) for v in scale],
+                   "[%s]" % ",".join(repr(float(v)) for v in index), result["num_samples"], result["seconds"],
+                   self.device, self.worker_id))
+        log.info("task2vec of %s: %d values from %d samples with probe %s (%s) on %s in %.2fs",
+                 reader_id, len(fisher), result["num_samples"], settings["probe"], settings["method"], self.device,
+                 result["seconds"])
 
     def _progress_every(self, task_id, fraction, step=0.05):
         """Progress, written when it has moved by `step` (fine-tuning reports every SGD step)."""

@@ -112,6 +112,7 @@ def drop_view(db, name, cascade):
 
 dataset_similarity = _sql_errors(datasim.dataset_similarity)
 benchmark_scores = _sql_errors(datasim.benchmark_scores)
+task_distance = _sql_errors(datasim.task_distance)
 
 
 # -- fine-tuning (seed 002 §4.3) ---------------------------------------------------------------------

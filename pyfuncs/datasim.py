@@ -1,58 +1,218 @@
 """Dataset similarity and benchmark results: what SHiFT-QL's Task2Vec and FineTune views call.
 
-Seed 000 §3.1: a DataSimMetric maps a pair of datasets to a real number; §3.4:
-a DataSim task computes a reader's embedding (Task2Vec, seed 002) and stores it
-with the reader, and "the embeddings are then used to compute the distance
-between tasks and rank the readers". Here the distance is pgvector's operator
-on the embedding column of shift.readers (scorers.EMBEDDINGS, scorers.DISTANCES).
+Seed 000 §3.1: a DataSimMetric maps a pair of datasets to a real number; §3.3-§3.4:
+"if the embedding for the downstream task reader is not in the database, the
+system will dispatch a DataSim task to compute it. The embeddings are then used
+to compute the distance between tasks and rank the readers". Here the embeddings
+are rows of shift.task_embeddings keyed by (reader, reader version, kind, settings);
+the missing ones are queued as datasim tasks and waited for like features, then
+the readers are ranked by a distance of pyfuncs.embeddings. Embeddings of
+different settings are never compared.
+
+Ranking the nearest readers of a large pool by the normalised cosine uses the
+HNSW index of shift.task_embeddings.index_vector for candidates, re-ranked exactly;
+the other distances are not cosines of per-task vectors and are computed exactly.
 
 The meta-learned FineTune ranks models by the fine-tuning results recorded in
 shift.finetune_results (pyfuncs.finetune).
 """
 
-from . import scorers
+import json
+
+import numpy as np
+
+from . import embeddings, queue, scorers, tasks
 from .arguments import distinct_ids, json_object, require_known, resolve_reader
-from .errors import FEATURE_NOT_SUPPORTED, WRONG_OBJECT_TYPE, ShiftError
+from .errors import INTERNAL_ERROR, INVALID_PARAMETER, UNDEFINED_OBJECT, WRONG_OBJECT_TYPE, ShiftError
+
+PROBE_SETTING = "shift.task2vec_probe"
+PROBE_SOURCES = ("timm", "torchvision", "torchscript")  # PyTorch modules a worker can take gradients of
+DEFAULT_MAX_SAMPLES = scorers.get("Task2Vec").resolve({})["max_samples"]
+INDEX_MIN_POOL = 200     # below this many embeddings an exact scan is as fast as the index
+INDEX_CANDIDATES = 4     # the index proposes this many times k candidates (at least 40) to re-rank
 
 
-def _vector_operator(db, distance):
-    """pgvector's operator for a distance, qualified with the schema pgvector lives in (search_path is pinned)."""
+def settings(db, params):
+    """The settings of the embeddings a Task2Vec ranking compares: the probe chosen, every other setting."""
+    probe = params.get("probe") or (db.setting(PROBE_SETTING) or "").strip()
+    if not probe:
+        raise ShiftError("no task2vec probe is chosen", INVALID_PARAMETER,
+                         detail="Task2Vec embeds a reader with a probe network, a registered model",
+                         hint="write Task2Vec(probe='model_id'), or set %s (e.g. ALTER DATABASE ... SET %s = "
+                              "'model_id')" % (PROBE_SETTING, PROBE_SETTING))
+    out = {k: params[k] for k in scorers.TASK2VEC_SETTINGS}
+    out["probe"] = probe
+    return out
+
+
+def _probe(db, probe):
+    row = db.one("SELECT model_id, source, input FROM shift.models WHERE model_id = $1", ["text"], [probe])
+    if row is None:
+        known = [r["model_id"] for r in db.execute("SELECT model_id FROM shift.models")]
+        from .errors import unknown
+        err = unknown("model", probe, known)
+        err.message = "unknown task2vec probe %r" % probe
+        raise err
+    if row["source"] not in PROBE_SOURCES:
+        raise ShiftError("task2vec probe %s is a %s model, not a PyTorch module" % (probe, row["source"]),
+                         WRONG_OBJECT_TYPE,
+                         detail="the Fisher information needs the gradients of the probe's weights",
+                         hint="choose a %s model as the probe" % ", ".join(PROBE_SOURCES))
+    return row
+
+
+def _check_computable(readers, probe, given):
+    """What makes a reader's embedding impossible with these settings, before anything is queued."""
+    for r in readers:
+        if len(r["classes"]) < 2:
+            raise ShiftError("reader %s has one class (%s); a task2vec embedding needs two or more"
+                             % (r["reader_id"], ", ".join(r["classes"])), INVALID_PARAMETER,
+                             hint="leave it out of the pool of readers, e.g. WHERE DataReaderId <> '%s'"
+                                  % r["reader_id"])
+        # SHiFT-QL passes every parameter resolved, so the default reads "up to"; another value is a request
+        if given.get("max_samples", DEFAULT_MAX_SAMPLES) != DEFAULT_MAX_SAMPLES \
+                and r["num_samples"] < given["max_samples"]:
+            raise ShiftError("reader %s has %d samples, fewer than max_samples %d"
+                             % (r["reader_id"], r["num_samples"], given["max_samples"]), INVALID_PARAMETER,
+                             hint="ask for at most %d samples; the default max_samples (%d) reads all of a "
+                                  "smaller reader" % (r["num_samples"], DEFAULT_MAX_SAMPLES))
+        if r["input"] != probe["input"]:
+            raise ShiftError("reader %s holds %s samples, but task2vec probe %s reads %s inputs"
+                             % (r["reader_id"], r["input"], probe["model_id"], probe["input"]), WRONG_OBJECT_TYPE,
+                             hint="choose a probe for %s data, or rank only %s readers (WHERE Input = '%s')"
+                                  % (r["input"], probe["input"], probe["input"]))
+
+
+def _versions(db, readers):
+    return {r["reader_id"]: r["v"] for r in db.execute(
+        "SELECT reader_id, shift._reader_version(reader_id) AS v FROM shift.readers WHERE reader_id = ANY($1)",
+        ["text[]"], [readers])}
+
+
+def stored(db, kind, chosen, readers, versions):
+    """{reader_id: {embedding, scale}} of the readers' current versions with exactly these settings."""
+    rows = db.execute(
+        "SELECT e.reader_id, e.reader_version, e.embedding, e.scale FROM shift.task_embeddings e "
+        "WHERE e.kind = $1 AND e.settings = $2 AND e.reader_id = ANY($3)",
+        ["text", "jsonb", "text[]"], [kind, scorers.canonical_json(chosen), readers])
+    return {r["reader_id"]: {"embedding": np.asarray(r["embedding"], dtype=np.float64),
+                             "scale": np.asarray(r["scale"], dtype=np.float64)}
+            for r in rows if versions.get(r["reader_id"]) == r["reader_version"]}
+
+
+def ensure(db, chosen, readers, given):
+    """{reader_id: embedding} of every reader, queuing datasim tasks for the missing ones and waiting."""
+    versions = _versions(db, readers)
+    have = stored(db, "task2vec", chosen, readers, versions)
+    missing = [r for r in readers if r not in have]
+    if not missing:
+        return have
+    probe = _probe(db, chosen["probe"])
+    rows = db.execute("SELECT reader_id, num_samples, classes, input FROM shift.readers WHERE reader_id = ANY($1) "
+                      "ORDER BY reader_id", ["text[]"], [missing])
+    _check_computable(list(rows), probe, given)
+    queue.require_read_committed(db)
+    queue.require_live_worker(db)
+    planned = [("datasim", tasks.datasim_key(r, versions[r], chosen), tasks.datasim_payload(r, versions[r], chosen), [])
+               for r in missing]
+    queue.wait(db, queue.enqueue(db, planned, [chosen["probe"]], set(missing)))
+    have = stored(db, "task2vec", chosen, readers, _versions(db, readers))
+    lost = [r for r in readers if r not in have]
+    if lost:
+        raise ShiftError("task2vec embedding of reader %s is missing after its datasim task finished" % lost[0],
+                         INTERNAL_ERROR, hint="its reader may have changed meanwhile; run the query again")
+    return have
+
+
+def _vector_operator(db, op):
+    """pgvector's operator, qualified with the schema pgvector lives in (search_path is pinned)."""
     row = db.one("SELECT quote_ident(n.nspname) AS schema FROM pg_catalog.pg_extension e "
                  "JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'vector'")
-    return "OPERATOR(%s.%s)" % (row["schema"], scorers.DISTANCES[distance])
+    return "OPERATOR(%s.%s)" % (row["schema"], op)
 
 
-def dataset_similarity(db, metric_name, params, reader_ids, target_reader):
+def uses_index(distance, pool_size, top_k, descending):
+    """Whether the HNSW index proposes the candidates: a cosine form, the nearest few of a large pool."""
+    return (distance in embeddings.INDEXED and top_k is not None and not descending
+            and pool_size >= INDEX_MIN_POOL)
+
+
+def _index_candidates(db, chosen, target, readers, top_k):
+    """The readers nearest the target by the index vectors' cosine (HNSW), to be re-ranked exactly."""
+    n = max(INDEX_CANDIDATES * top_k, 40)
+    db.execute("SELECT set_config('hnsw.ef_search', '%d', true)" % min(max(n, 40), 1000))
+    rows = db.execute(
+        "SELECT e.reader_id FROM shift.task_embeddings e, shift.task_embeddings t "
+        "WHERE t.kind = 'task2vec' AND t.settings = $1 AND t.reader_id = $2 "
+        "AND t.reader_version = shift._reader_version($2) "
+        "AND e.kind = 'task2vec' AND e.settings = $1 AND e.reader_id = ANY($3) "
+        "ORDER BY e.index_vector %s t.index_vector LIMIT %d" % (_vector_operator(db, "<=>"), n),
+        ["jsonb", "text", "text[]"], [scorers.canonical_json(chosen), target, readers])
+    return [r["reader_id"] for r in rows]
+
+
+def dataset_similarity(db, metric_name, params, reader_ids, target_reader, top_k=None, descending=False):
     """(reader_id, distance to the target reader) per reader but the target itself: shift.dataset_similarity."""
     metric = scorers.get_datasim_metric(metric_name or "")
-    metric.resolve(json_object(params))
+    given = json_object(params)
+    # a registered variant (say, fixed={"distance": "symmetric"}) takes Task2Vec's other settings
+    resolved = {**scorers.get("Task2Vec").resolve({}), **metric.resolve(given)}
     target = resolve_reader(db, target_reader)
-    readers = distinct_ids(reader_ids)
+    readers = [r for r in distinct_ids(reader_ids) if r != target["reader_id"]]
     if not readers:
         return []
     require_known(db, "reader", readers)
-    column = scorers.EMBEDDINGS[metric.proxy]  # a fixed column name from the registry, not user input
-    lacking = [r["reader_id"] for r in db.execute(
-        "SELECT reader_id FROM shift.readers WHERE reader_id = ANY($1) AND %s IS NULL ORDER BY reader_id" % column,
-        ["text[]"], [readers + [target["reader_id"]]])]
-    if lacking:
-        raise ShiftError(
-            "the %s embeddings of reader%s %s are not computed" % (
-                metric.name, "s" if len(lacking) > 1 else "", ", ".join(lacking)),
-            FEATURE_NOT_SUPPORTED,
-            detail="dataset similarity metric %s compares the embeddings stored in shift.readers.%s"
-                   % (metric.name, column),
-            hint="computing %s embeddings (DataSim tasks, seed 000 §3.4) is not supported by this version of "
-                 "shift yet; an embedding already stored in shift.readers.%s is used as it is"
-                 % (metric.name, column))
-    rows = db.execute(
-        "SELECT r.reader_id, (r.%s %s t.%s)::double precision AS score FROM shift.readers r, shift.readers t "
-        "WHERE t.reader_id = $2 AND r.reader_id = ANY($1)"
-        % (column, _vector_operator(db, metric.fixed["distance"]), column),
-        ["text[]", "text"], [readers, target["reader_id"]])
-    by_id = {r["reader_id"]: r["score"] for r in rows}
+    chosen = settings(db, resolved)
+    if top_k is not None and top_k < 1:
+        raise ShiftError("top_k must be positive, not %d" % top_k, INVALID_PARAMETER)
+    have = ensure(db, chosen, [target["reader_id"]] + readers, given)
+    if uses_index(resolved["distance"], len(readers), top_k, descending):
+        candidates = _index_candidates(db, chosen, target["reader_id"], readers, top_k)
+        if len(candidates) >= min(top_k, len(readers)):
+            readers = [r for r in readers if r in set(candidates)]
+    t = have[target["reader_id"]]
     # the target is not one of its own similar readers: it would always come first, at distance 0
-    return [(r, by_id[r]) for r in readers if r != target["reader_id"]]
+    return [(r, embeddings.distance(resolved["distance"], t, have[r], resolved["alpha"])) for r in readers]
+
+
+def task_distance(db, reader_a, reader_b, distance, alpha, settings_a, settings_b):
+    """shift.task_distance: the distance between the stored task2vec embeddings of two readers.
+
+    Without settings, a reader's only stored embedding (of its current version) is taken. Two
+    embeddings made with different settings are not compared.
+    """
+    if distance not in embeddings.DISTANCES:
+        raise ShiftError("unknown task distance %r" % distance, INVALID_PARAMETER,
+                         hint="choose one of %s" % ", ".join(embeddings.DISTANCES))
+    picked = []
+    for reader, chosen in ((reader_a, settings_a), (reader_b, settings_b)):
+        r = resolve_reader(db, reader)["reader_id"]
+        rows = list(db.execute(
+            "SELECT settings::text AS settings, embedding, scale FROM shift.task_embeddings "
+            "WHERE kind = 'task2vec' AND reader_id = $1 AND reader_version = shift._reader_version($1) "
+            "AND ($2::jsonb IS NULL OR settings @> $2::jsonb) ORDER BY computed_at DESC",
+            ["text", "text"], [r, None if chosen is None else json.dumps(json_object(chosen))]))
+        if not rows:
+            raise ShiftError("reader %s has no task2vec embedding%s" % (r, "" if chosen is None else
+                                                                          " with settings %s" % chosen),
+                             UNDEFINED_OBJECT,
+                             hint="a query ranking by Task2Vec TESTED AGAINST %s computes them" % r)
+        if len(rows) > 1 and chosen is None:
+            raise ShiftError("reader %s has %d task2vec embeddings of different settings" % (r, len(rows)),
+                             INVALID_PARAMETER, detail="; ".join(x["settings"] for x in rows[:3]),
+                             hint="name the settings to compare, e.g. settings_a => '{\"max_samples\": 100}'")
+        picked.append((r, json.loads(rows[0]["settings"]), rows[0]))
+    (ra, sa, ea), (rb, sb, eb) = picked
+    differing = embeddings.settings_difference(sa, sb)
+    if differing:
+        raise ShiftError("the task2vec embeddings of readers %s and %s differ in setting %s: %s and %s"
+                         % (ra, rb, differing, json.dumps(sa.get(differing)), json.dumps(sb.get(differing))),
+                         INVALID_PARAMETER,
+                         detail="embeddings made with different settings are not comparable",
+                         hint="compute both with the same Task2Vec parameters")
+    a, b = ({"embedding": np.asarray(e["embedding"], dtype=np.float64),
+             "scale": np.asarray(e["scale"], dtype=np.float64)} for e in (ea, eb))
+    return embeddings.distance(distance, a, b, alpha)
 
 
 def benchmark_scores(db, scorer_name, params, model_ids, reader_ids):

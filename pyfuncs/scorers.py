@@ -18,8 +18,9 @@ Kinds of entry:
   the recorded benchmark results on the readers in scope (Q5 of seed 000 §3.2).
 - 'datasim' ranks data readers by the distance between their embedding and a
   target reader's (seed 000 §3.1 DataSimMetric): `ORDER BY Task2Vec TESTED
-  AGAINST r`; `proxy` names the embedding, the fixed parameter `distance` the
-  pgvector distance (lower is more similar).
+  AGAINST r`; `proxy` names the embedding (shift.task_embeddings.kind), the
+  parameter `distance` the task distance (pyfuncs.embeddings; lower is more similar),
+  the others the settings the embedding is computed with (pyfuncs.datasim).
 """
 
 import json
@@ -27,9 +28,10 @@ from dataclasses import dataclass, field
 
 from .errors import INVALID_PARAMETER, WRONG_OBJECT_TYPE, ShiftError, unknown
 KINDS = ("proxy", "finetune", "datasim")
-# reader embeddings a DataSimMetric may compare: the column of shift.readers that holds each
-EMBEDDINGS = {"task2vec": "task2vec"}
-DISTANCES = {"cosine": "<=>", "euclidean": "<->"}  # pgvector's operators
+# reader embeddings a DataSimMetric may compare: the kinds of shift.task_embeddings
+EMBEDDINGS = ("task2vec",)
+# the task distances of pyfuncs.embeddings
+DISTANCES = ("symmetric", "normalized_cosine", "asymmetric")
 
 
 @dataclass(frozen=True)
@@ -139,6 +141,28 @@ _FINETUNE_PARAMS = (
     Param("seed", int, 0, minimum=0, maximum=2**31 - 1, description="seed of the head, the batch order and the run"),
 )
 
+# Task2Vec (Achille et al., ICCV 2019; seed 000 §3.3): every parameter but distance and alpha is a
+# setting of the embedding, recorded with it (shift.task_embeddings.settings)
+TASK2VEC_SETTINGS = ("probe", "method", "skip_layers", "max_samples", "batch_size", "epochs", "seed")
+_TASK2VEC_PARAMS = (
+    Param("probe", str, "", description="the probe network: a registered timm, torchvision or torchscript model; "
+                                        "empty: the setting shift.task2vec_probe"),
+    Param("method", str, "montecarlo", choices=("montecarlo", "variational"),
+          description="Fisher estimate: Monte-Carlo (labels sampled from the model) or the paper's variational one"),
+    Param("skip_layers", int, 0, minimum=0, maximum=10000,
+          description="leading convolution and linear layers of the probe left out of the embedding"),
+    Param("max_samples", int, 1000, minimum=2, maximum=1_000_000,
+          description="samples read from the start of the reader (all of a smaller reader)"),
+    Param("batch_size", int, 64, minimum=1, maximum=1 << 16, description="mini-batch size of the Fisher passes"),
+    Param("epochs", int, 1, minimum=1, maximum=1000, description="passes of the Fisher estimate over the samples"),
+    Param("seed", int, 0, minimum=0, maximum=2**31 - 1,
+          description="seed of the head, the sampled labels and the variational noise"),
+    Param("distance", str, "normalized_cosine", choices=DISTANCES,
+          description="symmetric d_sym, the normalised cosine of seed 002 (HNSW-indexed), or the asymmetric "
+                      "d_sym(a, b) - alpha d_sym(a, trivial)"),
+    Param("alpha", float, 0.15, minimum=0.0, maximum=10.0, description="alpha of the asymmetric distance"),
+)
+
 _ENTRIES = []
 for _metric, _label in (("cosine", "Cosine"), ("euclidean", "Euclidean")):
     # k=1 is written out so that KNN(k=1, metric=...) shares these cached values
@@ -162,9 +186,9 @@ _ENTRIES += [
                        "recorded results on the readers in scope (seed 000 §3.2 Q5)"),
     Scorer("FineTuneAccuracy", "finetune", "accuracy", params=_FINETUNE_PARAMS, kind="finetune",
            description="test accuracy after fine-tuning the whole model (seed 002 §4.3, seed 000 §3.2 Q5)"),
-    Scorer("Task2Vec", "task2vec", "distance", fixed={"distance": "cosine"}, kind="datasim",
-           description="cosine distance between the Task2Vec embeddings of a reader and the target reader "
-                       "(seed 000 §3.1 DataSimMetric, §3.4 DataSim task)"),
+    Scorer("Task2Vec", "task2vec", "distance", params=_TASK2VEC_PARAMS, kind="datasim",
+           description="distance between the Task2Vec embeddings of a reader and the target reader, computed on "
+                       "demand by DataSim tasks (seed 000 §3.1 DataSimMetric, §3.4; Achille et al. 2019)"),
 ]
 
 REGISTRY = {s.name.lower(): s for s in _ENTRIES}
@@ -181,8 +205,8 @@ def register(scorer):
         raise ValueError("unknown scorer kind %r; use one of %s" % (scorer.kind, ", ".join(KINDS)))
     if scorer.kind == "proxy" and scorer.proxy not in proxies.PROXIES:
         raise ValueError("unknown proxy %r" % scorer.proxy)
-    if scorer.kind == "datasim" and (scorer.proxy not in EMBEDDINGS
-                                     or scorer.fixed.get("distance") not in DISTANCES):
+    if scorer.kind == "datasim" and (scorer.proxy not in EMBEDDINGS or scorer.resolve({}).get("distance")
+                                     not in DISTANCES):
         raise ValueError("a DataSimMetric compares one of the embeddings %s with a distance %s"
                          % (", ".join(EMBEDDINGS), ", ".join(DISTANCES)))
     if scorer.transform not in ("error", "accuracy", "distance"):

@@ -3,7 +3,8 @@
 An inference task turns blocks of one reader into features of one model; a
 proxy task turns cached features of a (test, train) reader pair into a proxy
 value; a fine-tune task fine-tunes one model on a train reader and evaluates it
-(seed 002 §4.3). The key names the work, so identical work asked for by concurrent
+(seed 002 §4.3); a datasim task computes the Task2Vec embedding of one version
+of a reader with one set of settings (seed 000 §3.4). The key names the work, so identical work asked for by concurrent
 queries is one row of shift.tasks.
 """
 
@@ -52,3 +53,13 @@ def finetune_key(model_id, train_reader, validation_reader, test_reader, params)
 def finetune_payload(model_id, train_reader, validation_reader, test_reader, params):
     return {"model_id": model_id, "train_reader": train_reader, "validation_reader": validation_reader,
             "test_reader": test_reader, "params": params}
+
+
+def datasim_key(reader_id, reader_version, settings):
+    return "datasim/task2vec/%s/%s/%s" % (reader_id, reader_version, canonical_json(settings))
+
+
+def datasim_payload(reader_id, reader_version, settings):
+    # model_id: the probe, so that rights on it are checked and a worker that has it loaded takes the task
+    return {"reader_id": reader_id, "reader_version": reader_version, "model_id": settings["probe"],
+            "settings": settings}

@@ -211,3 +211,24 @@ def sqlstate(conn, statement, params=None):
     except psycopg.Error as e:
         return e.diag.sqlstate
     raise AssertionError("%s did not fail" % statement)
+
+
+def store_task_embedding(conn, reader_id, fisher, probe, scale=None, **settings):
+    """A Task2Vec embedding written as a worker writes it (the connection needs shift_worker's or an
+    admin's rights), with the default Task2Vec settings but `probe` and `settings`: what a query with
+    those settings then reads instead of queuing a datasim task. For fixtures whose readers are no
+    images a probe can read."""
+    from pyfuncs import embeddings, scorers
+
+    chosen = {k: v for k, v in scorers.get("Task2Vec").resolve(settings).items() if k in scorers.TASK2VEC_SETTINGS}
+    chosen["probe"] = probe
+    fisher = np.asarray(fisher, dtype=np.float64)
+    scale = np.ones_like(fisher) if scale is None else np.asarray(scale, dtype=np.float64)
+    embeddings.check(fisher, scale)
+    index = embeddings.index_vector(fisher, scale)
+    conn.execute(
+        "INSERT INTO shift.task_embeddings (reader_id, reader_version, kind, settings, dim, embedding, scale, "
+        "index_vector, num_samples, seconds, device) VALUES (%s, shift._reader_version(%s), 'task2vec', %s, %s, %s, "
+        "%s, %s::vector, 1, 0, 'fixture')",
+        (reader_id, reader_id, psycopg.types.json.Jsonb(chosen), len(fisher), fisher.tolist(), scale.tolist(),
+         "[%s]" % ",".join(repr(float(v)) for v in index)))

@@ -92,3 +92,14 @@ CREATE FUNCTION shift.retry_failed_tasks() RETURNS bigint
 LANGUAGE sql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp
 AS $$ SELECT shift._requeue_failed(NULL) $$;
 COMMENT ON FUNCTION shift.retry_failed_tasks() IS 'queue every failed task again; returns how many';
+
+-- What identifies the data behind a reader today, as one text: what a cached embedding is keyed by
+-- (shift.task_embeddings.reader_version). The one place to change when readers get versions of their
+-- own (change, add and delete readers, seed 000 §5). NULL for a reader the caller cannot see.
+CREATE FUNCTION shift._reader_version(reader text) RETURNS text
+LANGUAGE sql STABLE SECURITY INVOKER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT md5(concat_ws(E'\x1f', r.kind, r.source, r.options::text, r.num_samples::text, r.classes::text,
+                         r.block_size::text, extract(epoch FROM r.registered_at)::text))
+      FROM shift.readers r WHERE r.reader_id = reader
+$$;

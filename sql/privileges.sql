@@ -112,6 +112,11 @@ CREATE POLICY visible ON shift.finetune_results
     USING (NOT EXISTS (SELECT FROM unnest(ARRAY[train_reader, validation_reader, test_reader]) AS u(id)
                         WHERE NOT EXISTS (SELECT FROM shift.readers r WHERE r.reader_id = u.id)));
 
+-- an embedding derives from its reader: seen exactly where the reader is
+ALTER TABLE shift.task_embeddings ENABLE ROW LEVEL SECURITY;
+CREATE POLICY visible ON shift.task_embeddings
+    USING (EXISTS (SELECT FROM shift.readers r WHERE r.reader_id = task_embeddings.reader_id));
+
 ALTER TABLE shift.plans ENABLE ROW LEVEL SECURITY;
 CREATE POLICY visible ON shift.plans
     USING (NOT EXISTS (SELECT FROM unnest(ARRAY[test_reader, train_reader]) AS u(id)
@@ -686,7 +691,7 @@ COMMENT ON FUNCTION shift.revoke_reader(text, name) IS 'take back shift.grant_re
 GRANT USAGE ON SCHEMA shift, shift_readers, shift_jobs TO shift_worker;
 GRANT SELECT ON ALL TABLES IN SCHEMA shift TO shift_worker;
 GRANT INSERT, UPDATE ON shift.features, shift.labels, shift.scores, shift.costs, shift.reader_costs,
-    shift.proxy_costs, shift.finetune_results TO shift_worker;
+    shift.proxy_costs, shift.finetune_results, shift.task_embeddings, shift.model_embeddings TO shift_worker;
 GRANT INSERT, UPDATE, DELETE ON shift.workers TO shift_worker;
 GRANT UPDATE, DELETE ON shift.tasks TO shift_worker;
 -- jobs: claim, renew the lease, give back, prune; store the rows. Ending one drops its function: shift._finish_job.

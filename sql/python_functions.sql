@@ -110,11 +110,20 @@ COMMENT 'proxy score of each model on (test reader, train reader); the workers c
         'With top_k, only the best top_k models (by ascending score, or descending) are returned, '
         'and the cost model may find them by successive halving';
 
-CREATE FUNCTION shift.dataset_similarity(metric text, params jsonb, reader_ids text[], target_reader text)
+CREATE FUNCTION shift.dataset_similarity(metric text, params jsonb, reader_ids text[], target_reader text,
+    top_k integer DEFAULT NULL, descending boolean DEFAULT false)
 RETURNS TABLE (reader_id text, score double precision) VOLATILE
 PYTHON api.dataset_similarity
 COMMENT 'distance of each reader (the target itself left out) to the target reader by a dataset similarity metric '
-        'such as Task2Vec (lower is more similar)';
+        'such as Task2Vec (lower is more similar); the workers compute the missing embeddings. With top_k, '
+        'at least the top_k nearest are returned, found through the HNSW index in a large pool';
+
+CREATE FUNCTION shift.task_distance(reader_a text, reader_b text, distance text DEFAULT 'symmetric',
+    alpha double precision DEFAULT 0.15, settings_a jsonb DEFAULT NULL, settings_b jsonb DEFAULT NULL)
+RETURNS double precision VOLATILE
+PYTHON api.task_distance
+COMMENT 'Task2Vec distance from reader_a to reader_b by their stored embeddings: symmetric, normalized_cosine or '
+        'asymmetric (d_sym(a, b) - alpha d_sym(a, trivial)); settings pick among several embeddings of a reader';
 
 CREATE FUNCTION shift.benchmark_scores(scorer text, params jsonb, model_ids text[], reader_ids text[])
 RETURNS TABLE (model_id text, reader_id text, score double precision) VOLATILE

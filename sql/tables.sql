@@ -35,7 +35,6 @@ CREATE TABLE shift.readers (
     num_samples   bigint NOT NULL CHECK (num_samples > 0),
     classes       text[] NOT NULL,
     block_size    integer NOT NULL DEFAULT 1024 CHECK (block_size > 0),
-    task2vec      vector,
     owner         name NOT NULL DEFAULT current_user,  -- who sees it (shift.reader_grants) and whose privileges read it
     -- a SQL reader's query as a SECURITY DEFINER function of its owner (schema shift_readers): workers read
     -- through it, so the query runs with the owner's privileges and cannot change role (privileges.sql)
@@ -122,6 +121,73 @@ CREATE TABLE shift.finetune_results (
 );
 COMMENT ON TABLE shift.finetune_results IS
     'fine-tuned accuracy per (model, train, validation, test reader, protocol): the ground truth of regret (seed 002)';
+
+-------------------------------------------------------------------------------
+-- Embeddings: task vectors (Task2Vec now; TANS query and Fennec task vectors
+-- later) and model vectors (TANS, Fennec, archi2vec later), seed 000 §3.3-§3.4.
+--
+-- Layout, one row per embedding:
+--   shift.task_embeddings  key (reader_id, reader_version, kind, settings)
+--   shift.model_embeddings key (model_id, kind, settings)
+-- kind      the method: 'task2vec' (filled by the workers' datasim tasks),
+--           'tans', 'fennec' (task side), 'tans', 'fennec', 'archi2vec' (model side)
+-- settings  every setting that made the vector, as canonical json; Task2Vec's:
+--           {"probe", "method" (montecarlo | variational), "skip_layers",
+--            "max_samples", "batch_size", "epochs", "seed"}. Vectors whose
+--           settings differ are never compared (pyfuncs/embeddings.py).
+-- reader_version  shift._reader_version(reader_id) when the vector was made: a
+--           reader whose data changed has a new version, and the old row is not used
+-- dim, embedding  the exact vector, real[] of any length (a ResNet-34 Task2Vec
+--           has 8,512 values, over pgvector's 2,000-dimension HNSW limit); exact
+--           distances are computed from it
+-- scale     per-value reference of the same length (Task2Vec: the per-layer prior
+--           precision 1/lambda^2 of the variational Fisher, the layer mean of the
+--           Monte-Carlo Fisher): the trivial embedding and the normalised cosine
+-- index_vector  vector(256): a seeded Gaussian random projection of the unit-length
+--           normalised embedding (pyfuncs/embeddings.py index_vector), itself unit
+--           length, so its cosine approximates the normalised cosine
+--           (Johnson-Lindenstrauss); HNSW (vector_cosine_ops) finds candidates,
+--           which are re-ranked exactly from `embedding`
+-- RLS: a task embedding is seen where its reader is; model embeddings are shared.
+-- Writes: the workers (shift_worker) only.
+-------------------------------------------------------------------------------
+
+CREATE TABLE shift.task_embeddings (
+    reader_id      text NOT NULL REFERENCES shift.readers ON DELETE CASCADE,
+    reader_version text NOT NULL,
+    kind           text NOT NULL CHECK (kind IN ('task2vec', 'tans', 'fennec')),
+    settings       jsonb NOT NULL,
+    dim            integer NOT NULL CHECK (dim > 0),
+    embedding      real[] NOT NULL CHECK (cardinality(embedding) = dim),
+    scale          real[] CHECK (cardinality(scale) = dim),
+    index_vector   vector(256) NOT NULL,
+    num_samples    integer NOT NULL CHECK (num_samples > 0),  -- samples the vector was computed from
+    seconds        double precision NOT NULL CHECK (seconds >= 0),
+    device         text NOT NULL,
+    worker_id      text,
+    computed_at    timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (reader_id, reader_version, kind, settings)
+);
+CREATE INDEX task_embeddings_hnsw ON shift.task_embeddings USING hnsw (index_vector vector_cosine_ops);
+ALTER TABLE shift.task_embeddings ALTER COLUMN embedding SET STORAGE EXTERNAL, ALTER COLUMN scale SET STORAGE EXTERNAL;
+COMMENT ON TABLE shift.task_embeddings IS
+    'task vectors per (reader, reader version, kind, settings): exact values and an HNSW-indexed projection';
+
+CREATE TABLE shift.model_embeddings (
+    model_id     text NOT NULL REFERENCES shift.models ON DELETE CASCADE,
+    kind         text NOT NULL CHECK (kind IN ('tans', 'fennec', 'archi2vec')),
+    settings     jsonb NOT NULL,
+    dim          integer NOT NULL CHECK (dim > 0),
+    embedding    real[] NOT NULL CHECK (cardinality(embedding) = dim),
+    index_vector vector(256) NOT NULL,
+    seconds      double precision NOT NULL CHECK (seconds >= 0),
+    device       text NOT NULL,
+    worker_id    text,
+    computed_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (model_id, kind, settings)
+);
+CREATE INDEX model_embeddings_hnsw ON shift.model_embeddings USING hnsw (index_vector vector_cosine_ops);
+COMMENT ON TABLE shift.model_embeddings IS 'model vectors per (model, kind, settings), laid out as shift.task_embeddings';
 
 -------------------------------------------------------------------------------
 -- Work queue and the workers that drain it

@@ -67,7 +67,7 @@ MODELS = Relation("Models", "shift", "models", _columns("""
 # seed 000 §3.2 Q5 writes DataReaderId; §3.1 writes Modality
 READERS = Relation("DataReaders", "shift", "readers", _columns("""
     reader_id text, kind text, source text, options jsonb, input text, num_samples bigint,
-    classes text[], block_size integer, task2vec vector, owner name, read_function regprocedure,
+    classes text[], block_size integer, owner name, read_function regprocedure,
     registered_at timestamptz"""),
     synonyms=(("datareaderid", "reader_id"), ("modality", "input")), key="reader_id")
 

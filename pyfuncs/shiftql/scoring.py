@@ -7,7 +7,7 @@ shift.benchmark_scores (FineTune without them, Q5) or shift.dataset_similarity.
 
 from sqlglot import exp
 
-from .. import scorers
+from .. import datasim, embeddings, scorers
 from ..errors import DUPLICATE_COLUMN, FEATURE_NOT_SUPPORTED, WRONG_OBJECT_TYPE, ShiftError
 from . import catalog
 from .clauses import constant_clause, extras, grouping, limit_lines, projection_ref, where
@@ -200,9 +200,22 @@ def _call(ctx, form, scorer, values, readers, pool, key, k, desc):
             "benchmark results on the readers of the pool", "benchmark view")
     target = readers["tested_against"]
     ctx.similar.append((pool, SimilarityUse(scorer.name, values, target)))
-    return (exp.Anonymous(this="dataset_similarity", expressions=[
-        name, params_node, ids("reader_id"), exp.Literal.string(target)]), on, "tested against: %s" % target,
-        "dataset similarity view")
+    args = [name, params_node, ids("reader_id"), exp.Literal.string(target)]
+    if k is not None:
+        args += [exp.Literal.number(k), exp.Boolean(this=desc)]
+    return (exp.Anonymous(this="dataset_similarity", expressions=args), on,
+            "tested against: %s; %s" % (target, _similarity_access(values.get("distance"), k, desc)),
+            "dataset similarity view")
+
+
+def _similarity_access(distance, k, desc):
+    """How shift.dataset_similarity finds the nearest readers (pyfuncs.datasim.uses_index)."""
+    if distance in embeddings.INDEXED and k is not None and not desc:
+        return ("index: hnsw on shift.task_embeddings.index_vector when the pool holds %d or more readers, "
+                "then exact re-ranking; an exact scan below" % datasim.INDEX_MIN_POOL)
+    why = ("%s is not a cosine of per-task vectors" % distance if distance not in embeddings.INDEXED
+           else "no LIMIT" if k is None else "farthest first")
+    return "index: none, exact distances (%s)" % why
 
 
 def _copy(node):

@@ -8,8 +8,9 @@ Models: the three zoo models (Vision, scored for real by a worker) and four
 metadata-only ones of other modalities, so that `Input == 'Vision'` pools hold
 only models a worker can load. Readers: TrainReader (SQL, 300 digits) and
 TestReader (.npz, 120 digits), named as in seed 000 §3.2, and three small SQL
-readers; every reader has a Task2Vec embedding stored by hand (computing them
-is not supported yet). User tables: public.licences, public.latencies, and an
+readers; every reader has a Task2Vec embedding stored as a worker stores it
+(shift_cli.testbed.store_task_embedding: the small readers are no images a probe
+reads), made with probe shift.task2vec_probe of the database. User tables: public.licences, public.latencies, and an
 empty schema analytics for views.
 """
 
@@ -18,7 +19,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from shift_cli.testbed import Database, WorkerProcess, register_digits, register_model, user_roles
+from shift_cli.testbed import (Database, WorkerProcess, register_digits, register_model, store_task_embedding,
+                               user_roles)
 
 EXTRA_MODELS = [
     dict(model_id="bert-tiny", source="hf", locator="prajjwal1/bert-tiny", input="Text", num_params=4_385_920,
@@ -38,9 +40,11 @@ LATENCIES = [("shapes10.resnet10t", "cpu", 12.0), ("shapes10.resnet10t", "gpu", 
              ("shapes10.convnext-atto", "cpu", 9.0), ("shapes10.convnext-atto", "gpu", 1.5),
              ("shapes10.regnetx-002", "cpu", 4.0), ("shapes10.regnetx-002", "gpu", 1.0),
              ("bert-tiny", "cpu", 3.0), ("bert-base", "cpu", 40.0), ("bert-base", "gpu", 5.0)]
-# Task2Vec embeddings stored by hand: TrainReader is the closest to TestReader, then Shapes, Letters, Noise
-TASK2VEC = {"TestReader": [1, 0, 0], "TrainReader": [0.9, 0.1, 0], "Shapes": [0.5, 0.5, 0],
-            "Letters": [0, 1, 0], "Noise": [-0.5, 0.2, 1]}
+# Task2Vec embeddings (per-filter Fisher values, prior scale 1): by the normalised cosine TrainReader is the
+# closest to TestReader, then Shapes, Letters, Noise
+TASK2VEC = {"TestReader": [1, 0.1, 0.1], "TrainReader": [0.9, 0.12, 0.1], "Shapes": [0.5, 0.5, 0.1],
+            "Letters": [0.1, 1, 0.1], "Noise": [0.2, 0.3, 1]}
+PROBE = "shapes10.resnet10t"
 SMALL_READERS = {"Shapes": "Vision", "Letters": "Vision", "Noise": "Tabular"}
 
 
@@ -58,8 +62,8 @@ def setup_shiftql(database, cluster, zoo, tag):
             conn.execute("SELECT shift.register_sql_reader(%s, 'SELECT x, y FROM public.small ORDER BY id', "
                          "input => %s)", (reader, kind))
         for reader, vector in TASK2VEC.items():
-            conn.execute("UPDATE shift.readers SET task2vec = %s::text::vector WHERE reader_id = %s",
-                         (json.dumps(vector), reader))
+            store_task_embedding(conn, reader, vector, PROBE)
+        conn.execute("ALTER DATABASE %s SET shift.task2vec_probe = '%s'" % (database.name, PROBE))
         conn.execute("CREATE TABLE public.licences (model_id text PRIMARY KEY, licence text NOT NULL)")
         conn.cursor().executemany("INSERT INTO public.licences VALUES (%s, %s)", list(LICENCES.items()))
         conn.execute("CREATE TABLE public.latencies (model_id text, device text, ms double precision, "

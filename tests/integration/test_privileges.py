@@ -30,10 +30,8 @@ def udb(cluster, zoo, roles):
                 sql.Identifier(roles["carol"])))
         with connect_as(database, roles["alice"]) as conn:
             register_digits_as(conn, roles["alice"], "AliceTrain", "AliceTest")
-        with database.connect() as conn:  # embeddings for the dataset similarity view, set by an admin
-            for reader, vector in (("AliceTrain", [1, 0]), ("AliceTest", [0.9, 0.1])):
-                conn.execute("UPDATE shift.readers SET task2vec = %s::text::vector WHERE reader_id = %s",
-                             (json.dumps(vector), reader))
+        with database.connect() as conn:  # the probe of the Task2Vec embeddings the workers compute
+            conn.execute("ALTER DATABASE %s SET shift.task2vec_probe = 'shapes10.resnet10t'" % database.name)
         worker = WorkerProcess(database.worker_dsn, cluster.home / "worker-users.log", "users-worker").wait_ready()
         try:
             yield database

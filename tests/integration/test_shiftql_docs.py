@@ -76,7 +76,7 @@ def run_examples(conn):
                 translate("SELECT ModelId FROM Models ORDER BY KNN7(metric='euclidean') LIMIT 1 "
                           "TESTED ON a TRAINED ON b")
                 translate("CREATE DATASET SIMILARITY VIEW v AS SELECT DataReaderId FROM DataReaders "
-                          "ORDER BY Task2VecL2 LIMIT 1 TESTED AGAINST a")
+                          "ORDER BY Task2VecSym LIMIT 1 TESTED AGAINST a")
             finally:
                 scorers.REGISTRY.clear()
                 scorers.REGISTRY.update(before)

@@ -187,7 +187,7 @@ GOLDEN = [
         'ORDER BY FineTune LIMIT 1',
         'WITH q6_pool AS (SELECT readers.reader_id AS reader_id FROM shift.readers AS readers), q6 AS (SELECT '
         "p.reader_id AS reader_id, s.score AS score FROM q6_pool AS p JOIN shift.dataset_similarity('Task2Vec', "
-        'CAST(\'{"distance":"cosine"}\' AS JSONB), ARRAY(SELECT reader_id FROM q6_pool), \'TestReader\') AS s ON '
+        'CAST(\'{"alpha":0.15,"batch_size":64,"distance":"normalized_cosine","epochs":1,"max_samples":1000,"method":"montecarlo","probe":"","seed":0,"skip_layers":0}\' AS JSONB), ARRAY(SELECT reader_id FROM q6_pool), \'TestReader\', 1, FALSE) AS s ON '
         's.reader_id = p.reader_id ORDER BY s.score ASC, p.reader_id LIMIT 1), pool AS (SELECT models.model_id '
         'AS model_id, readers.reader_id AS reader_id FROM shift.models AS models CROSS JOIN shift.readers AS '
         "readers WHERE models.input = 'Vision' AND readers.reader_id IN (SELECT reader_id FROM q6)) SELECT "
@@ -595,8 +595,8 @@ GOLDEN = [
         'CREATE OR REPLACE VIEW public.near_test WITH (security_invoker=TRUE) AS WITH near_test_pool AS (SELECT '
         'readers.reader_id AS reader_id, readers.num_samples FROM shift.readers AS readers WHERE readers.input = '
         "'Vision') SELECT p.reader_id AS reader_id, s.score AS score, p.num_samples FROM near_test_pool AS p "
-        'JOIN shift.dataset_similarity(\'Task2Vec\', CAST(\'{"distance":"cosine"}\' AS JSONB), ARRAY(SELECT '
-        "reader_id FROM near_test_pool), 'TestReader') AS s ON s.reader_id = p.reader_id ORDER BY s.score ASC, "
+        'JOIN shift.dataset_similarity(\'Task2Vec\', CAST(\'{"alpha":0.15,"batch_size":64,"distance":"normalized_cosine","epochs":1,"max_samples":1000,"method":"montecarlo","probe":"","seed":0,"skip_layers":0}\' AS JSONB), ARRAY(SELECT '
+        "reader_id FROM near_test_pool), 'TestReader', 2, FALSE) AS s ON s.reader_id = p.reader_id ORDER BY s.score ASC, "
         'p.reader_id LIMIT 2;\n'
         "COMMENT ON VIEW public.near_test IS 'shift dataset similarity view, score ASC\n"
         'CREATE OR REPLACE DATASET SIMILARITY VIEW near_test SELECT DataReaderId, NumSamples FROM DataReaders '
@@ -608,8 +608,8 @@ GOLDEN = [
         'TESTED AGAINST TestReader) ORDER BY UpstreamAccuracy DESC',
         'WITH nested_pool AS (SELECT readers.reader_id AS reader_id, readers.input FROM shift.readers AS '
         'readers), nested AS (SELECT p.reader_id AS reader_id, s.score AS score, p.input FROM nested_pool AS p '
-        'JOIN shift.dataset_similarity(\'Task2Vec\', CAST(\'{"distance":"cosine"}\' AS JSONB), ARRAY(SELECT '
-        "reader_id FROM nested_pool), 'TestReader') AS s ON s.reader_id = p.reader_id ORDER BY s.score DESC "
+        'JOIN shift.dataset_similarity(\'Task2Vec\', CAST(\'{"alpha":0.15,"batch_size":64,"distance":"normalized_cosine","epochs":1,"max_samples":1000,"method":"montecarlo","probe":"","seed":0,"skip_layers":0}\' AS JSONB), ARRAY(SELECT '
+        "reader_id FROM nested_pool), 'TestReader', 1, TRUE) AS s ON s.reader_id = p.reader_id ORDER BY s.score DESC "
         'NULLS LAST, p.reader_id LIMIT 1) SELECT models.model_id AS model_id, models.upstream_accuracy AS score '
         'FROM shift.models AS models WHERE models.input IN (SELECT input FROM nested) ORDER BY '
         'models.upstream_accuracy DESC NULLS LAST, models.model_id',

@@ -3,6 +3,9 @@
 import psycopg
 import pytest
 
+from pyfuncs import embeddings
+from tests.integration.conftest import TASK2VEC
+
 PV = ("CREATE SCORING VIEW pv AS SELECT ModelId, NumParams FROM Models WHERE Input = 'Vision' "
       "ORDER BY CosineNN LIMIT 2 TESTED ON TestReader TRAINED ON TrainReader")
 
@@ -86,7 +89,9 @@ def test_the_views_schema_setting_and_schema_qualified_names(shiftql_db):
         try:
             rows = conn.execute("SELECT reader_id, score FROM analytics.near").fetchall()
             assert [r[0] for r in rows] == ["TrainReader", "Shapes"]  # by the embeddings of conftest.py
-            assert rows[0][1] == pytest.approx(1 - 0.9 / (0.9 ** 2 + 0.1 ** 2) ** 0.5, rel=1e-4)  # float4
+            one = [1.0, 1.0, 1.0]
+            assert rows[0][1] == pytest.approx(embeddings.normalized_cosine(
+                TASK2VEC["TestReader"], one, TASK2VEC["TrainReader"], one), rel=1e-4)  # float4
             assert conn.execute("SELECT kind FROM shift.views WHERE schema_name = 'analytics' "
                                 "AND view_name = 'near'").fetchone()[0] == "dataset similarity"
             # a dataset similarity view filters models through a condition
@@ -100,13 +105,15 @@ def test_the_views_schema_setting_and_schema_qualified_names(shiftql_db):
             query(conn, "DROP DATASET SIMILARITY VIEW analytics.near")
 
 
-def test_missing_embeddings_fail_with_feature_not_supported(shiftql_db):
+def test_a_missing_embedding_a_probe_cannot_make_fails_before_anything_is_queued(shiftql_db):
     with shiftql_db.connect(autocommit=False) as conn:
-        conn.execute("UPDATE shift.readers SET task2vec = NULL WHERE reader_id = 'Shapes'")
+        conn.execute("DELETE FROM shift.task_embeddings WHERE reader_id = 'Noise'")
         d = fails(conn, "SELECT * FROM shift.query('SELECT ModelId FROM Models WHERE Input IN (SELECT Input FROM "
-                        "DataReaders ORDER BY Task2Vec LIMIT 1 TESTED AGAINST TestReader)')", sqlstate="0A000")
-        assert "Shapes" in d.message_primary and "not supported" in d.message_hint
+                        "DataReaders ORDER BY Task2Vec LIMIT 1 TESTED AGAINST TestReader)')", sqlstate="42809")
+        assert "reader Noise holds Tabular samples" in d.message_primary and "shapes10.resnet10t" in d.message_primary
         conn.rollback()
+        assert conn.execute("SELECT count(*) FROM shift.tasks WHERE kind = 'datasim'").fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM shift.task_embeddings WHERE reader_id = 'Noise'").fetchone()[0] == 1
 
 
 def test_explain_shows_tree_sql_and_plan_and_runs_nothing(shiftql_db):

@@ -92,12 +92,12 @@ def test_finetune_protocol_parameters():
 
 
 def test_register_a_dataset_similarity_metric():
-    metric = scorers.Scorer("Task2VecL2", "task2vec", "distance", fixed={"distance": "euclidean"}, kind="datasim")
+    metric = scorers.Scorer("Task2VecSym", "task2vec", "distance", fixed={"distance": "symmetric"}, kind="datasim")
     scorers.register(metric)
     try:
-        assert scorers.get_datasim_metric("task2vecl2") is metric
+        assert scorers.get_datasim_metric("task2vecsym") is metric
     finally:
-        del scorers.REGISTRY["task2vecl2"]
+        del scorers.REGISTRY["task2vecsym"]
     for bad in (scorers.Scorer("X", "no-embedding", "distance", fixed={"distance": "cosine"}, kind="datasim"),
                 scorers.Scorer("X", "task2vec", "distance", fixed={"distance": "manhattan"}, kind="datasim"),
                 scorers.Scorer("X", "nn", "accuracy", kind="oracle")):

@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlglot import exp
 
+from pyfuncs import scorers
 from pyfuncs.errors import ShiftError
 from pyfuncs.shiftql import ScoringUse, catalog, explain_tree, parse_script, to_shiftql, translate
 from pyfuncs.shiftql.dialect import NamedQuery, QueryRef, ScoringClause
@@ -624,14 +625,14 @@ def test_reading_persisted_views():
 def test_dataset_similarity_views():
     want = ("WITH pool AS (SELECT readers.reader_id AS reader_id FROM shift.readers AS readers WHERE readers.input = "
             "'Vision') SELECT p.reader_id AS reader_id, s.score AS score FROM pool AS p JOIN shift.dataset_similarity("
-            "'Task2Vec', CAST('{\"distance\":\"cosine\"}' AS JSONB), ARRAY(SELECT reader_id FROM pool), 'TestReader') "
-            "AS s ON s.reader_id = p.reader_id ORDER BY s.score ASC, p.reader_id LIMIT 2")
+            "'Task2Vec', CAST('{\"alpha\":0.15,\"batch_size\":64,\"distance\":\"normalized_cosine\",\"epochs\":1,\"max_samples\":1000,\"method\":\"montecarlo\",\"probe\":\"\",\"seed\":0,\"skip_layers\":0}' AS JSONB), ARRAY(SELECT reader_id FROM pool), 'TestReader', "
+            "2, FALSE) AS s ON s.reader_id = p.reader_id ORDER BY s.score ASC, p.reader_id LIMIT 2")
     for clause in ("TESTED AGAINST TestReader", "TESTED ON TestReader"):
         t = translate("CREATE DATASET SIMILARITY VIEW v SELECT DataReaderId FROM DataReaders WHERE Input = 'Vision' "
                       "<SHIFT> ORDER BY Task2Vec LIMIT 2 %s </SHIFT>" % clause)
         assert t.statements[0].sql == "CREATE VIEW public.v WITH (security_invoker=TRUE) AS " + want.replace(
             "pool", "v_pool")
-        assert [tuple(u) for u in t.similarity] == [("Task2Vec", {"distance": "cosine"}, "TestReader")]
+        assert [tuple(u) for u in t.similarity] == [("Task2Vec", scorers.get("Task2Vec").resolve({}), "TestReader")]
     fails("SELECT DataReaderId FROM DataReaders ORDER BY Task2Vec LIMIT 1", "42601")  # no target
     fails("SELECT DataReaderId FROM DataReaders ORDER BY Task2Vec LIMIT 1 TESTED ON a TRAINED ON b", "42601")
     fails("SELECT DataReaderId FROM DataReaders ORDER BY CosineNN LIMIT 1 TESTED AGAINST a", "42809")
@@ -647,8 +648,8 @@ Q5 = corpus.Q5
 def test_q5_meta_learned_finetune():
     t = golden(Q5, "WITH q6_pool AS (SELECT readers.reader_id AS reader_id FROM shift.readers AS readers), q6 AS "
                "(SELECT p.reader_id AS reader_id, s.score AS score FROM q6_pool AS p JOIN shift.dataset_similarity("
-               "'Task2Vec', CAST('{\"distance\":\"cosine\"}' AS JSONB), ARRAY(SELECT reader_id FROM q6_pool), "
-               "'TestReader') AS s ON s.reader_id = p.reader_id ORDER BY s.score ASC, p.reader_id LIMIT 1), pool AS "
+               "'Task2Vec', CAST('{\"alpha\":0.15,\"batch_size\":64,\"distance\":\"normalized_cosine\",\"epochs\":1,\"max_samples\":1000,\"method\":\"montecarlo\",\"probe\":\"\",\"seed\":0,\"skip_layers\":0}' AS JSONB), ARRAY(SELECT reader_id FROM q6_pool), "
+               "'TestReader', 1, FALSE) AS s ON s.reader_id = p.reader_id ORDER BY s.score ASC, p.reader_id LIMIT 1), pool AS "
                "(SELECT models.model_id AS model_id, readers.reader_id AS reader_id FROM shift.models AS models "
                "CROSS JOIN shift.readers AS readers WHERE models.input = 'Vision' AND readers.reader_id IN (SELECT "
                "reader_id FROM q6)) SELECT p.model_id AS model_id, s.score AS score FROM pool AS p JOIN "

@@ -154,10 +154,11 @@ def run_one(db, cluster, kind, n, block_size, model_path, tabular):
 
     idle = memory(worker.proc.pid)
     blocks = list(range(-(-n // block_size)))
+    key = "inference/%s/%s/0-%d" % (model_id, reader_id, blocks[-1])  # one task over every block: one stream
     try:
         with db.connect() as conn:
             conn.execute("INSERT INTO shift.tasks (kind, key, payload) VALUES ('inference', %s, %s)",
-                         (tasks.inference_key(model_id, reader_id, blocks),
+                         (key,
                           json.dumps(tasks.inference_payload(model_id, reader_id, blocks))))
             conn.execute("NOTIFY shift_tasks")
             sampler = threading.Thread(target=sample, daemon=True)
@@ -167,7 +168,7 @@ def run_one(db, cluster, kind, n, block_size, model_path, tabular):
             while True:
                 status, progress, error = conn.execute(
                     "SELECT status, progress, error FROM shift.tasks WHERE key = %s",
-                    (tasks.inference_key(model_id, reader_id, blocks),)).fetchone()
+                    (key,)).fetchone()
                 if first_block is None and progress > 0:
                     first_block = memory(worker.proc.pid)
                 if status in ("done", "failed"):

@@ -19,7 +19,7 @@ import numpy as np
 import psycopg
 from psycopg.types.json import Jsonb
 
-from pyfuncs import embeddings, proxies
+from pyfuncs import embeddings, fingerprints, proxies
 from pyfuncs.tasks import num_blocks
 
 from . import describe, finetune, task2vec
@@ -390,7 +390,7 @@ class Worker:
         started = time.perf_counter()
         try:
             run = {"inference": self.run_inference, "proxy": self.run_proxy, "describe": self.run_describe,
-                   "finetune": self.run_finetune, "datasim": self.run_datasim}.get(kind)
+                   "finetune": self.run_finetune, "datasim": self.run_datasim, "validate": self.run_validate}.get(kind)
             if run is None:
                 raise ValueError("this worker does not run %s tasks yet" % kind)
             # rights may have changed since the task was queued: check them again before reading anything
@@ -472,10 +472,12 @@ class Worker:
         describe.run(self.conn, task_id, payload, self.device, load=lambda m: self._model(m)[0])
 
     def run_inference(self, task_id, payload):
+        """Features of the blocks that lack features of the blocks' current content (fingerprints.py)."""
         model_id, reader_id = payload["model_id"], payload["reader_id"]
         reader = self._row("readers", "reader_id", reader_id)
         done = {r[0] for r in self.conn.execute(
-            "SELECT block FROM shift.features WHERE model_id = %s AND reader_id = %s AND block = ANY(%s)",
+            "SELECT f.block FROM shift.features f JOIN shift.labels l USING (reader_id, block) "
+            "WHERE f.model_id = %s AND f.reader_id = %s AND f.block = ANY(%s) AND f.fingerprint = l.fingerprint",
             (model_id, reader_id, payload["blocks"]))}
         blocks = [b for b in payload["blocks"] if b not in done]
         if not blocks:
@@ -485,6 +487,7 @@ class Worker:
         with psycopg.connect(self.dsn, autocommit=True, application_name="shift-reader") as rconn:
             read_started = time.perf_counter()
             for i, (block, xs, ys) in enumerate(reader_io.iter_blocks(reader, blocks, conn=rconn)):
+                fingerprint = fingerprints.block_fingerprint(xs, ys)
                 read_seconds += time.perf_counter() - read_started
                 started = time.perf_counter()
                 feats, logits = self._extract(model, xs)
@@ -493,20 +496,67 @@ class Worker:
                 samples += len(ys)
                 check_block(model_id, reader_id, block, len(ys), feats, logits)
                 with self.conn.transaction():
+                    # the block as read now is its content: features of other content become stale
                     self.conn.execute(
-                        "INSERT INTO shift.features (model_id, reader_id, block, num_rows, dim, data, num_logits, "
-                        "logits, device, seconds) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-                        "ON CONFLICT DO NOTHING",
-                        (model_id, reader_id, block, feats.shape[0], feats.shape[1], _float32_bytes(feats),
-                         None if logits is None else logits.shape[1],
+                        "INSERT INTO shift.features AS f (model_id, reader_id, block, fingerprint, num_rows, dim, data, "
+                        "num_logits, logits, device, seconds) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                        "ON CONFLICT (model_id, reader_id, block) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, "
+                        "num_rows = EXCLUDED.num_rows, dim = EXCLUDED.dim, data = EXCLUDED.data, "
+                        "num_logits = EXCLUDED.num_logits, logits = EXCLUDED.logits, device = EXCLUDED.device, "
+                        "seconds = EXCLUDED.seconds, computed_at = now() WHERE f.fingerprint <> EXCLUDED.fingerprint",
+                        (model_id, reader_id, block, fingerprint, feats.shape[0], feats.shape[1],
+                         _float32_bytes(feats), None if logits is None else logits.shape[1],
                          None if logits is None else _float32_bytes(logits), self.device, seconds))
-                    self.conn.execute(
-                        "INSERT INTO shift.labels (reader_id, block, y) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
-                        (reader_id, block, [int(v) for v in ys]))
+                    self._store_labels(reader_id, block, ys, fingerprint)
                 self._progress(task_id, (i + 1) / len(blocks))
                 read_started = time.perf_counter()
         self._record_cost(model_id, load_seconds, infer_seconds, samples)
         self._record_reader_cost(reader_id, read_seconds, samples)
+
+    def _store_labels(self, reader_id, block, ys, fingerprint):
+        self.conn.execute(
+            "INSERT INTO shift.labels AS l (reader_id, block, y, fingerprint) VALUES (%s, %s, %s, %s) "
+            "ON CONFLICT (reader_id, block) DO UPDATE SET y = EXCLUDED.y, fingerprint = EXCLUDED.fingerprint "
+            "WHERE l.fingerprint <> EXCLUDED.fingerprint",
+            (reader_id, block, [int(v) for v in ys], fingerprint))
+
+    def run_validate(self, task_id, payload):
+        """Re-read and fingerprint a reader's cached blocks, after its source changed (fingerprints.py).
+
+        A block whose fingerprint differs gets its new labels and fingerprint, which makes its
+        features and the scores over it stale; no model runs. The signature stored is the one
+        this read saw: a SQL reader's digest from the snapshot the blocks are read in, a file
+        reader's taken before reading."""
+        reader_id = payload["reader_id"]
+        reader = self._row("readers", "reader_id", reader_id)
+        started = time.perf_counter()
+        cached = {b: bytes(fp) for b, fp in self.conn.execute(
+            "SELECT block, fingerprint FROM shift.labels WHERE reader_id = %s", (reader_id,))}
+        changed = 0
+        with psycopg.connect(self.dsn, autocommit=True, application_name="shift-reader") as rconn:
+            with rconn.transaction():
+                if reader["kind"] == "sql":
+                    rconn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                    signature = rconn.execute("SELECT shift._reader_digest(current_user, %s)",
+                                              (reader_id,)).fetchone()[0]
+                else:
+                    signature = fingerprints.file_signature(reader)
+                blocks = sorted(cached)
+                for i, (block, xs, ys) in enumerate(reader_io.iter_blocks(reader, blocks, conn=rconn)):
+                    fingerprint = fingerprints.block_fingerprint(xs, ys)
+                    if fingerprint != cached[block]:
+                        self._store_labels(reader_id, block, ys, fingerprint)
+                        changed += 1
+                    self._progress(task_id, (i + 1) / len(blocks))
+        seconds = time.perf_counter() - started
+        self.conn.execute(
+            "INSERT INTO shift.reader_sources AS s (reader_id, signature, blocks_checked, blocks_changed, seconds) "
+            "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (reader_id) DO UPDATE SET signature = EXCLUDED.signature, "
+            "blocks_checked = EXCLUDED.blocks_checked, blocks_changed = EXCLUDED.blocks_changed, "
+            "seconds = EXCLUDED.seconds, checked_at = now()",
+            (reader_id, signature, len(cached), changed, seconds))
+        if changed:
+            log.info("reader %s changed: %d of its %d cached blocks differ", reader_id, changed, len(cached))
 
     def _extract(self, model, xs):
         """Features and logits (None without a head) of a block in mini-batches.
@@ -567,14 +617,20 @@ class Worker:
     def run_proxy(self, task_id, payload):
         p = payload
         key = (p["proxy"], Jsonb(p["params"]), p["model_id"], p["test_reader"], p["train_reader"], p["fidelity"])
-        if self.conn.execute(
-                "SELECT 1 FROM shift.scores WHERE proxy = %s AND params = %s AND model_id = %s AND test_reader = %s "
-                "AND train_reader = %s AND fidelity = %s", key).fetchone():
+        exists = ("SELECT 1 FROM shift.scores WHERE proxy = %s AND params = %s AND model_id = %s AND test_reader = %s "
+                  "AND train_reader = %s AND fidelity = %s AND content = %s")
+        if self.conn.execute(exists, key + (current_content(self.conn, p["train_reader"], p["test_reader"],
+                                                            p["fidelity"]),)).fetchone():
             return
-        train_x, train_y = read_features(self.conn, p["model_id"], p["train_reader"], limit=p["fidelity"])
+        used = {}
+        train_x, train_y = read_features(self.conn, p["model_id"], p["train_reader"], limit=p["fidelity"],
+                                         fingerprints_out=used.setdefault("train", []))
         started = time.perf_counter()
-        test_x, test_y = read_features(self.conn, p["model_id"], p["test_reader"])
+        test_x, test_y = read_features(self.conn, p["model_id"], p["test_reader"],
+                                       fingerprints_out=used.setdefault("test", []))
         feature_read = (time.perf_counter() - started) / len(test_x)
+        # the content these features are of: a score is served only while the readers still hold it
+        key = key + (fingerprints.content_key(used["train"], used["test"]),)
         classes = dict(self.conn.execute("SELECT reader_id, classes FROM shift.readers WHERE reader_id IN (%s, %s)",
                                          (p["test_reader"], p["train_reader"])).fetchall())
         test_y = align_labels(test_y, classes[p["test_reader"]], classes[p["train_reader"]])
@@ -582,8 +638,8 @@ class Worker:
         value = proxies.compute(p["proxy"], p["params"], train_x, train_y, test_x, test_y)
         seconds = time.perf_counter() - started
         self.conn.execute(
-            "INSERT INTO shift.scores (proxy, params, model_id, test_reader, train_reader, fidelity, value, seconds) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING", key + (value, seconds))
+            "INSERT INTO shift.scores (proxy, params, model_id, test_reader, train_reader, fidelity, content, value, "
+            "seconds) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING", key + (value, seconds))
         # E_Proxy and t_O of the cost model, as running means over training samples
         self.conn.execute(
             """
@@ -724,24 +780,43 @@ def check_block(model_id, reader_id, block, num_rows, feats, logits):
 def read_logits(conn, model_id, reader_id):
     """The source task's logits of one model over one reader, in the reader's order; None without a head."""
     rows = conn.execute(
-        "SELECT num_rows, num_logits, logits FROM shift.features WHERE model_id = %s AND reader_id = %s "
-        "ORDER BY block", (model_id, reader_id)).fetchall()
+        "SELECT f.num_rows, f.num_logits, f.logits FROM shift.features f JOIN shift.labels l USING (reader_id, block) "
+        "WHERE f.model_id = %s AND f.reader_id = %s AND f.fingerprint = l.fingerprint ORDER BY f.block",
+        (model_id, reader_id)).fetchall()
     if not rows or any(r[2] is None for r in rows):
         return None
     return np.concatenate([np.frombuffer(r[2], dtype="<f4").reshape(r[0], r[1]) for r in rows])
 
 
-def read_features(conn, model_id, reader_id, limit=None):
-    """Features and labels of one model over one reader, in the reader's order, from the cache."""
+def current_content(conn, train_reader, test_reader, fidelity):
+    """fingerprints.content_key of the blocks a score at this fidelity is computed on, as the labels hold them now."""
+    size = conn.execute("SELECT block_size FROM shift.readers WHERE reader_id = %s", (train_reader,)).fetchone()[0]
+    train = [r[0] for r in conn.execute("SELECT fingerprint FROM shift.labels WHERE reader_id = %s AND block < %s "
+                                        "ORDER BY block", (train_reader, fingerprints.blocks_upto(fidelity, size)))]
+    test = [r[0] for r in conn.execute("SELECT fingerprint FROM shift.labels WHERE reader_id = %s ORDER BY block",
+                                       (test_reader,))]
+    return fingerprints.content_key(train, test)
+
+
+def read_features(conn, model_id, reader_id, limit=None, fingerprints_out=None):
+    """Features and labels of one model over one reader, in the reader's order, from the cache.
+
+    Only features of the blocks' current content count (stale ones are missing); the
+    fingerprints of the blocks read are appended to fingerprints_out."""
     rows = conn.execute(
-        "SELECT f.block, f.num_rows, f.dim, f.data, l.y FROM shift.features f "
+        "SELECT f.block, f.num_rows, f.dim, f.data, l.y, l.fingerprint FROM shift.features f "
         "JOIN shift.labels l USING (reader_id, block) "
-        "WHERE f.model_id = %s AND f.reader_id = %s ORDER BY f.block", (model_id, reader_id)).fetchall()
-    expected = conn.execute("SELECT num_samples FROM shift.readers WHERE reader_id = %s", (reader_id,)).fetchone()
+        "WHERE f.model_id = %s AND f.reader_id = %s AND f.fingerprint = l.fingerprint ORDER BY f.block",
+        (model_id, reader_id)).fetchall()
+    expected = conn.execute("SELECT num_samples, block_size FROM shift.readers WHERE reader_id = %s",
+                            (reader_id,)).fetchone()
     want = expected[0] if limit is None else limit
+    rows = rows[:fingerprints.blocks_upto(want, expected[1])]
     total = sum(r[1] for r in rows)
     if [r[0] for r in rows] != list(range(len(rows))) or total < want:
         raise LookupError("features of %s on %s cover %d of %d samples in the cache" % (model_id, reader_id, total, want))
+    if fingerprints_out is not None:
+        fingerprints_out.extend(bytes(r[5]) for r in rows)
     xs = np.concatenate([np.frombuffer(r[3], dtype="<f4").reshape(r[1], r[2]) for r in rows])[:want]
     ys = np.concatenate([np.asarray(r[4], dtype=np.int64) for r in rows])[:want]
     return xs, ys

@@ -30,6 +30,12 @@ t_O * O). shift streams readers in blocks and an SH round reads only the r_k C
 new samples of each survivor, so a constant T_N per round would charge a full
 read that never happens. C r_k of the last round is the rest of the reader, as
 halving.schedule gives it.
+
+Incremental work (seed 000 §5): a re-run infers only the blocks that lack features of
+their current content (missing, or stale after their data changed), so N and O in the
+I_i terms, and the training samples read (t_N), count only those samples of model i;
+L_i is charged only where model i has something to infer. The proxy terms stay whole:
+a proxy re-estimates on every sample it sees.
 """
 
 from dataclasses import dataclass, field
@@ -47,6 +53,23 @@ class CostInputs:
     proxy_seconds: float               # E_Proxy, per training sample
     survival: float = 1.0              # s: 1 the slowest models survive (§4.2), 0 cost-blind, -1 the fastest
     survival_observed: int = 0         # survivor sets s was measured on; 0: the §4.2 prior
+    train_block_size: int = 1          # samples per cached block of the training reader
+    cached_train_blocks: dict = field(default_factory=dict)  # per model: training blocks already inferred
+    cached_test_samples: dict = field(default_factory=dict)  # per model: test samples already inferred
+
+    def missing_train(self, model, lo, hi):
+        """Training samples in [lo, hi) that model must still infer."""
+        cached = self.cached_train_blocks.get(model)
+        if not cached:
+            return hi - lo
+        size, out = self.train_block_size, 0
+        for b in range(lo // size, -(-hi // size)):
+            if b not in cached:
+                out += min(hi, (b + 1) * size) - max(lo, b * size)
+        return out
+
+    def missing_test(self, model):
+        return self.test_samples - self.cached_test_samples.get(model, 0)
 
 
 @dataclass
@@ -65,21 +88,32 @@ class Estimate:
         return self.with_sh / self.without_sh if self.without_sh else float("inf")
 
 
+def _load(c, m, samples):
+    return c.load_seconds[m] if samples else 0.0
+
+
 def without_sh(c, models):
     n, o, p = c.train_samples, c.test_samples, max(1, c.devices)
-    t_n, t_o = c.read_seconds * n, c.feature_read_seconds * o
-    return sum(t_n + t_o + c.load_seconds[m] + c.infer_seconds[m] * o + c.infer_seconds[m] * n
-               + c.proxy_seconds * n for m in models) / p
+    t_o = c.feature_read_seconds * o
+    total = 0.0
+    for m in models:
+        n_m, o_m = c.missing_train(m, 0, n), c.missing_test(m)
+        total += (c.read_seconds * n_m + t_o + _load(c, m, n_m + o_m) + c.infer_seconds[m] * (o_m + n_m)
+                  + c.proxy_seconds * n)
+    return total / p
 
 
 def with_sh(c, models, sched):
     o, p = c.test_samples, max(1, c.devices)
-    test_phase = sum(c.load_seconds[m] + c.infer_seconds[m] * o for m in models) / p
+    test_phase = sum(_load(c, m, c.missing_test(m)) + c.infer_seconds[m] * c.missing_test(m) for m in models) / p
     rounds, before = [], 0
     for r in sched.rounds:
-        new = r.seen - before                 # C r_k, the rest of the reader in the last round
-        per_model = lambda j: c.load_seconds[j] + c.infer_seconds[j] * new  # noqa: E731
-        shared = c.read_seconds * new + c.feature_read_seconds * o + c.proxy_seconds * r.seen
+        lo, hi = before, r.seen               # C r_k new samples, the rest of the reader in the last round
+
+        def per_model(j, lo=lo, hi=hi):
+            new = c.missing_train(j, lo, hi)
+            return _load(c, j, new) + (c.infer_seconds[j] + c.read_seconds) * new
+        shared = c.feature_read_seconds * o + c.proxy_seconds * r.seen
         cost = survivor_sum(c, models, r.models, per_model) + r.models * shared
         rounds.append(cost / min(p, r.models))
         before = r.seen

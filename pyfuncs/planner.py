@@ -7,6 +7,12 @@ request it first infers the test reader with every model (both plans need it,
 and it measures each model's load and inference time), then lets the cost model
 (§4.2) choose between one full pass over the training reader and successive
 halving (§4.1), unless the setting shift.successive_halving forces one.
+
+Cached work counts only for the readers' current content (fingerprints.py): the
+readers' sources are checked first, a changed one has its cached blocks validated
+by a worker, and features and scores of changed blocks are computed again; the query
+says how many blocks it recomputed. A top-K answered earlier by successive halving is
+answered again by replaying its rounds over the cached scores, with no worker.
 """
 
 import json
@@ -15,13 +21,11 @@ import time
 
 import numpy as np
 
-from . import costmodel, halving, proxies, queue, tasks
+from . import costmodel, fingerprints, halving, proxies, queue, tasks
 from .errors import INTERNAL_ERROR, INVALID_PARAMETER, ShiftError
 from .scorers import canonical_json
 
 MODES = ("auto", "on", "off")
-# §4.3 "Load-Balancing": readers smaller than this are not split across devices
-PARTITION_THRESHOLD_SAMPLES = 2048
 
 
 class Request:
@@ -36,6 +40,7 @@ class Request:
         self.descending = descending
         self.devices = 1
         self.left_out = {}  # model_id -> why it cannot be loaded
+        self.recomputed = {}  # reader_id -> {(model, block)} of stale features dispatched again
 
     def leave_out(self, reasons):
         """Go on without models that cannot be loaded, warning about each."""
@@ -50,13 +55,25 @@ class Request:
         return self.scorer.proxy
 
     def cached(self, models, fidelity):
+        """Cached values at this fidelity computed on the readers' current content (fingerprints.content_key)."""
+        content = self.content(fidelity)
+        if content is None:
+            return {}
         rows = self.db.execute(
             "SELECT model_id, value FROM shift.scores WHERE proxy = $1 AND params = $2 AND test_reader = $3 "
-            "AND train_reader = $4 AND fidelity = $5 AND model_id = ANY($6)",
-            ["text", "jsonb", "text", "text", "bigint", "text[]"],
+            "AND train_reader = $4 AND fidelity = $5 AND model_id = ANY($6) AND content = $7",
+            ["text", "jsonb", "text", "text", "bigint", "text[]", "text"],
             [self.proxy, canonical_json(self.params), self.test["reader_id"], self.train["reader_id"], fidelity,
-             list(models)])
+             list(models), content])
         return {r["model_id"]: r["value"] for r in rows}
+
+    def content(self, fidelity):
+        """The content key of train blocks up to `fidelity` and every test block; None while some were never read."""
+        train = block_fingerprints(self.db, self.train, fingerprints.blocks_upto(fidelity, self.train["block_size"]))
+        test = block_fingerprints(self.db, self.test)
+        if train is None or test is None:
+            return None
+        return fingerprints.content_key(train, test)
 
     def present(self, values):
         return {m: self.scorer.present(v) for m, v in values.items()}
@@ -70,6 +87,60 @@ def setting(db, name, default, convert=str):
         return convert(raw)
     except ValueError:
         raise ShiftError("setting %s is %r" % (name, raw), INVALID_PARAMETER) from None
+
+
+def block_fingerprints(db, reader, upto=None):
+    """The current fingerprints of blocks [0, upto) of a reader, in order; None if one was never read."""
+    upto = tasks.num_blocks(reader["num_samples"], reader["block_size"]) if upto is None else upto
+    rows = db.execute("SELECT block, fingerprint FROM shift.labels WHERE reader_id = $1 AND block < $2 ORDER BY block",
+                      ["text", "integer"], [reader["reader_id"], upto])
+    if rows.nrows() < upto:
+        return None
+    return [bytes(r["fingerprint"]) for r in rows]
+
+
+def source_signature(db, reader):
+    """The reader's source as it is now: a SQL reader's row digest (PostgreSQL hashes it), a file reader's stat."""
+    if reader["kind"] == "sql":
+        return db.one("SELECT shift._reader_digest(current_user, $1) AS d", ["text"], [reader["reader_id"]])["d"]
+    return fingerprints.file_signature(reader)
+
+
+def changed_sources(db, readers):
+    """{reader_id: signature now} of the readers whose source differs from what their cache was validated on."""
+    out = {}
+    for reader in {r["reader_id"]: r for r in readers}.values():
+        now = source_signature(db, reader)
+        row = db.one("SELECT signature FROM shift.reader_sources WHERE reader_id = $1", ["text"],
+                     [reader["reader_id"]])
+        if row is None or row["signature"] != now:
+            out[reader["reader_id"]] = now
+    return out
+
+
+def validate(req):
+    """Have a worker fingerprint the cached blocks of readers whose source changed (fingerprints.py).
+
+    A reader never validated is validated too (its first query records what its source is);
+    with nothing cached that reads nothing. Nothing is enqueued, and no worker needed, while
+    every source is as its cache was validated on."""
+    changed = changed_sources(req.db, [req.test, req.train])
+    if not changed:
+        return
+    queue.require_read_committed(req.db)
+    req.devices = queue.require_live_worker(req.db)
+    dispatch(req, [("validate", tasks.validate_key(r, sig), tasks.validate_payload(r, sig), [])
+                   for r, sig in sorted(changed.items())])
+
+
+def report_recomputed(req):
+    """A NOTICE of the blocks recomputed because their data changed; the count also goes into the plan."""
+    if not any(req.recomputed.values()):
+        return
+    parts = ["%d of reader %s" % (len(pairs), r) for r, pairs in sorted(req.recomputed.items()) if pairs]
+    req.db.plpy.notice("recomputed %d block inferences whose data changed (%s)"
+                       % (sum(len(p) for p in req.recomputed.values()), ", ".join(parts)),
+                       detail="the other cached blocks still hold the data their features were computed from")
 
 
 def unloadable(db, models):
@@ -94,14 +165,26 @@ def run(req):
     started = time.monotonic()
     n = req.train["num_samples"]
     req.leave_out(unloadable(req.db, req.models))
+    mode = setting(req.db, "shift.successive_halving", "auto").lower()
+    if mode not in MODES:
+        raise ShiftError("shift.successive_halving is %r" % mode, INVALID_PARAMETER, hint="use auto, on or off")
+    validate(req)
     values = req.cached(req.models, n)
     missing = [m for m in req.models if m not in values]
     if not missing:
         record(req, "cached", None, started)
         return values
-    mode = setting(req.db, "shift.successive_halving", "auto").lower()
-    if mode not in MODES:
-        raise ShiftError("shift.successive_halving is %r" % mode, INVALID_PARAMETER, hint="use auto, on or off")
+    replayed = replay_halving(req, mode)
+    if replayed is not None:
+        record(req, "cached", None, started)
+        return replayed
+    values = plan_and_run(req, mode, missing, started)
+    report_recomputed(req)
+    return values
+
+
+def plan_and_run(req, mode, missing, started):
+    n = req.train["num_samples"]
     queue.require_read_committed(req.db)
     req.devices = queue.require_live_worker(req.db)
 
@@ -158,20 +241,27 @@ def proxy_task(req, model, fidelity, deps):
 
 
 def inference_tasks(req, model, reader, upto):
-    """Tasks computing the missing feature blocks of samples [0, upto), split across devices (§4.3)."""
-    rid, size = reader["reader_id"], reader["block_size"]
-    want = set(range(tasks.num_blocks(upto, size)))
-    have = {r["block"] for r in req.db.execute(
-        "SELECT block FROM shift.features WHERE model_id = $1 AND reader_id = $2", ["text", "text"], [model, rid])}
-    lacking = sorted(want - have)
-    if not lacking:
-        return []
-    parts = 1
-    if req.devices > 1 and len(lacking) * size >= PARTITION_THRESHOLD_SAMPLES:
-        parts = min(req.devices, len(lacking))
-    step = -(-len(lacking) // parts)
-    return [("inference", tasks.inference_key(model, rid, chunk), tasks.inference_payload(model, rid, chunk), [])
-            for chunk in (lacking[i:i + step] for i in range(0, len(lacking), step))]
+    """One task per feature block of samples [0, upto) that is missing or stale (tasks.py: keyed per block,
+    so devices share the blocks however queries split the reader: §4.3 load balancing)."""
+    rid = reader["reader_id"]
+    want = range(tasks.num_blocks(upto, reader["block_size"]))
+    fresh, stale = block_states(req.db, [model], rid)
+    lacking = [b for b in want if b not in fresh[model]]
+    req.recomputed.setdefault(rid, set()).update((model, b) for b in lacking if b in stale[model])
+    return [("inference", tasks.inference_key(model, rid, b), tasks.inference_payload(model, rid, [b]), [])
+            for b in lacking]
+
+
+def block_states(db, models, reader_id):
+    """Per model, the blocks of a reader whose features are of the blocks' current content, and the stale ones."""
+    rows = db.execute(
+        "SELECT f.model_id, f.block, f.fingerprint = l.fingerprint AS fresh FROM shift.features f "
+        "JOIN shift.labels l USING (reader_id, block) WHERE f.reader_id = $1 AND f.model_id = ANY($2)",
+        ["text", "text[]"], [reader_id, list(models)])
+    fresh, stale = {m: set() for m in models}, {m: set() for m in models}
+    for r in rows:
+        (fresh if r["fresh"] else stale)[r["model_id"]].add(r["block"])
+    return fresh, stale
 
 
 def successive_halving(req, sched):
@@ -197,6 +287,38 @@ def successive_halving(req, sched):
     return {m: raw[m] for m in alive}, pulled[1:] + [sorted(alive)]
 
 
+class _NotCached(Exception):
+    pass
+
+
+def replay_halving(req, mode):
+    """The answer of an earlier successive halving of this request, from its cached scores; None without one.
+
+    Algorithm 1 is deterministic given the schedule and the values of each round, so the
+    same rounds over the same cached lower-fidelity scores keep the same survivors: the
+    models dropped early have no full-fidelity score, and need none. A cost model that
+    would now choose a full pass does not change the answer already given."""
+    if req.top_k is None or req.top_k >= len(req.models) or mode == "off":
+        return None
+    sched = halving.schedule(len(req.models), req.train["num_samples"], req.top_k,
+                             budget=setting(req.db, "shift.sh_budget", None, int),
+                             chunk=setting(req.db, "shift.sh_chunk_size", None, int))
+    raw = {}
+
+    def pull(alive, seen):
+        got = req.cached(alive, seen)
+        if len(got) < len(alive):
+            raise _NotCached()
+        raw.update(got)
+        return req.present(got)
+
+    try:
+        alive, _ = halving.run(req.models, sched, pull, req.descending)
+    except _NotCached:
+        return None
+    return {m: raw[m] for m in alive}
+
+
 # -- the cost model's inputs, measured ------------------------------------------------
 
 def measure(req, run_here=True):
@@ -215,10 +337,21 @@ def measure(req, run_here=True):
         "SELECT per_sample_seconds AS s FROM shift.reader_costs WHERE reader_id = $1", ["text"],
         [req.test["reader_id"]])
     e_proxy, t_o = proxy_costs(req, run_here)
+    # incremental work: only blocks without features of their current content cost inference
+    train_fresh, _ = block_states(db, req.models, req.train["reader_id"])
+    test_fresh, _ = block_states(db, req.models, req.test["reader_id"])
     return costmodel.CostInputs(
         train_samples=req.train["num_samples"], test_samples=req.test["num_samples"], devices=req.devices,
         load_seconds=load, infer_seconds=infer, read_seconds=read["s"] if read else 0.0,
-        feature_read_seconds=t_o, proxy_seconds=e_proxy, **survival(req))
+        feature_read_seconds=t_o, proxy_seconds=e_proxy, train_block_size=req.train["block_size"],
+        cached_train_blocks={m: frozenset(b) for m, b in train_fresh.items()},
+        cached_test_samples={m: cached_samples(req.test, b) for m, b in test_fresh.items()}, **survival(req))
+
+
+def cached_samples(reader, blocks):
+    """Samples held by these blocks of a reader (the last block may be short)."""
+    n, size = reader["num_samples"], reader["block_size"]
+    return sum(min(size, n - b * size) for b in blocks if b * size < n)
 
 
 def model_costs(db, models):
@@ -295,12 +428,34 @@ def record(req, choice, est, started, mode="auto"):
     """Log a plan that ran work; a cached answer writes nothing (a read-only query stays read-only)."""
     if choice == "cached":
         return
+    terms = dict(est.terms if est else {})
+    recomputed = {r: len(pairs) for r, pairs in req.recomputed.items() if pairs}
+    if recomputed:
+        terms["recomputed_blocks"] = recomputed  # block inferences of changed data, per reader
     plan = dict(scorer=req.scorer.name, params=json.loads(canonical_json(req.params)), model_ids=req.models,
                 test_reader=req.test["reader_id"], train_reader=req.train["reader_id"], top_k=req.top_k, mode=mode,
                 choice=choice, estimate_full=est.without_sh if est else None,
-                estimate_sh=est.with_sh if est else None, terms=est.terms if est else {},
+                estimate_sh=est.with_sh if est else None, terms=terms,
                 measured_seconds=time.monotonic() - started)
     req.db.execute("SELECT shift._record_plan(current_user, $1)", ["jsonb"], [json.dumps(plan)])
+
+
+def cache_states(req):
+    """Per reader of the request: its blocks, and over (model, block) pairs how many hold features of the
+    block's current content (cached), of older content (stale) or none (missing). source_changed: its
+    source differs from what its cache was last validated on, so the query validates it first and
+    more blocks may turn out stale."""
+    changed = changed_sources(req.db, [req.test, req.train])
+    out = {}
+    for reader in (req.train, req.test):
+        rid = reader["reader_id"]
+        nb = tasks.num_blocks(reader["num_samples"], reader["block_size"])
+        fresh, stale = block_states(req.db, req.models, rid)
+        c = sum(len(fresh[m]) for m in req.models)
+        st = sum(len(stale[m]) for m in req.models)
+        out[rid] = {"blocks": nb, "models": len(req.models), "cached": c, "stale": st,
+                    "missing": nb * len(req.models) - c - st, "source_changed": rid in changed}
+    return out
 
 
 def describe(req):
@@ -313,9 +468,13 @@ def describe(req):
     n = req.train["num_samples"]
     cached = req.cached(req.models, n)
     out = {"models": len(req.models), "cached": len(cached), "top_k": req.top_k,
-           "mode": setting(req.db, "shift.successive_halving", "auto")}
+           "mode": setting(req.db, "shift.successive_halving", "auto"),
+           "blocks": cache_states(req)}
     if len(cached) == len(req.models):
         out["choice"] = "cached"
+    elif replay_halving(req, out["mode"].lower()) is not None:
+        out["choice"] = "cached"
+        out["why"] = "an earlier successive halving of this request is replayed from its cached scores"
     elif req.top_k is None or req.top_k >= len(req.models) or out["mode"] == "off":
         out["choice"] = "full"
     else:

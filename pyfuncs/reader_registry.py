@@ -102,6 +102,7 @@ def register_sql_reader(db, reader_id, query, input="Vision", options=None, bloc
         raise ShiftError("reader query of %s must return columns x and y" % reader_id, INVALID_PARAMETER,
                          detail="it returns %s" % ", ".join(sorted(names)) or "nothing",
                          hint="alias the sample column AS x and the label column AS y")
+    _require_unique_order(db, reader_id, tree)
     # The query runs here once, with the caller's privileges, to count and list classes.
     wrapped = exp.select(exp.func("count", exp.Star()).as_("n"),
                          exp.func("array_agg", exp.Distinct(expressions=[exp.cast(exp.column("y"), "text")])).as_("c")
@@ -113,6 +114,67 @@ def register_sql_reader(db, reader_id, query, input="Vision", options=None, bloc
     body = query.strip().rstrip(";").strip()
     return _insert_reader(db, reader_id, "sql", query, parse_options(options), input, row["n"], classes, block_size,
                           _reader_function(db, reader_id, body))
+
+
+def _require_unique_order(db, reader_id, tree):
+    """Refuse a SQL reader whose ORDER BY keys repeat in its rows: the order of tied rows, so its blocks, change
+    from one read to the next.
+
+    Why the rows are checked rather than the catalogue (a unique index or primary key covering the ORDER BY
+    columns): the keys may be expressions, come from joins, views, functions or sub-queries, where no index
+    says anything, and a unique index allows any number of NULLs, which tie. What the rows show now is what
+    the blocks are cut from now. Keys that become duplicate later are caught by the blocks' fingerprints
+    (fingerprints.py): a reordered block is recomputed, never served stale. NULL keys are equal here, as
+    they are to ORDER BY.
+    """
+    from sqlglot import exp
+
+    order = tree.args["order"].expressions
+    select = tree if isinstance(tree, exp.Select) else None
+    aliases = {e.alias_or_name: e for e in select.expressions} if select is not None else {}
+    keys = []
+    for o in order:
+        key = o.this
+        if isinstance(key, exp.Literal) and key.is_int and select is not None:
+            position = int(key.name)
+            if not 1 <= position <= len(select.expressions):
+                return  # PostgreSQL reports the bad position itself when the query runs
+            key = select.expressions[position - 1]
+            key = key.this if isinstance(key, exp.Alias) else key
+        elif isinstance(key, exp.Column) and not key.table and key.name in aliases and select is not None:
+            # ORDER BY a bare name means the output column of that name first (as PostgreSQL resolves it)
+            target = aliases[key.name]
+            key = target.this if isinstance(target, exp.Alias) else target
+        keys.append(key.copy())
+    if select is not None:
+        inner = select.copy()
+        inner.set("order", None)
+        inner.set("limit", None)
+        inner.set("offset", None)
+        names = ["_shift_order_%d" % i for i in range(len(keys))]
+        extra = [k.as_(n) for k, n in zip(keys, names)]
+        # DISTINCT and GROUP BY decide the rows by the whole select list: keep it, beside the keys
+        grouped = select.args.get("distinct") or select.args.get("group")
+        inner.set("expressions", ([e.copy() for e in select.expressions] if grouped else []) + extra)
+        if select.args.get("limit") or select.args.get("offset"):
+            return  # the rows kept depend on the order: checked as the blocks are read (fingerprints)
+        source = inner.subquery("r")
+        columns = [exp.column(n, "r") for n in names]
+    else:  # a set operation: its ORDER BY names output columns
+        inner = tree.copy()
+        inner.set("order", None)
+        source = inner.subquery("r")
+        columns = [exp.column(k.name, "r") if isinstance(k, exp.Column) else k for k in keys]
+    row_key = exp.Anonymous(this="ROW", expressions=columns)
+    check = exp.select(exp.func("count", exp.Star()).as_("n"),
+                       exp.Count(this=exp.Distinct(expressions=[row_key])).as_("distinct_keys")).from_(source)
+    row = db.one(check.sql(dialect="postgres"))
+    if row["n"] != row["distinct_keys"]:
+        raise ShiftError("reader query of %s has an ORDER BY that is not unique" % reader_id, INVALID_PARAMETER,
+                         detail="its %d rows have %d distinct ORDER BY keys (%s), so tied rows come in any order "
+                                "and blocks of samples would not be stable"
+                                % (row["n"], row["distinct_keys"], ", ".join(o.sql(dialect="postgres") for o in order)),
+                         hint="order by a unique key, e.g. the primary key of the table: ORDER BY id")
 
 
 def register_npz_reader(db, reader_id, path, x_key="x", y_key="y", input="Vision", options=None, block_size=1024):

@@ -4,19 +4,34 @@ An inference task turns blocks of one reader into features of one model; a
 proxy task turns cached features of a (test, train) reader pair into a proxy
 value; a fine-tune task fine-tunes one model on a train reader and evaluates it
 (seed 002 §4.3); a datasim task computes the Task2Vec embedding of one version
-of a reader with one set of settings (seed 000 §3.4). The key names the work, so identical work asked for by concurrent
-queries is one row of shift.tasks.
+of a reader with one set of settings (seed 000 §3.4); a validate task re-reads the
+cached blocks of a reader whose source changed and fingerprints them (fingerprints.py).
+The key names the work, so identical work asked for by concurrent queries is one row
+of shift.tasks.
+
+An inference task is one block: two queries that split a reader differently (successive
+halving rounds, devices) ask for the same (model, reader, block) keys, so no block is
+inferred twice whatever the partitioning; the worker keeps a loaded model busy on the
+next blocks of the same model, so one task per block costs a claim, not a model load.
 """
 
 from .scorers import canonical_json
 
 
-def inference_key(model_id, reader_id, blocks):
-    return "inference/%s/%s/%s" % (model_id, reader_id, _ranges(blocks))
+def inference_key(model_id, reader_id, block):
+    return "inference/%s/%s/%d" % (model_id, reader_id, block)
 
 
 def inference_payload(model_id, reader_id, blocks):
     return {"model_id": model_id, "reader_id": reader_id, "blocks": sorted(blocks)}
+
+
+def validate_key(reader_id, signature):
+    return "validate/%s/%s" % (reader_id, signature)
+
+
+def validate_payload(reader_id, signature):
+    return {"reader_id": reader_id, "signature": signature}
 
 
 def proxy_key(proxy, params, model_id, test_reader, train_reader, fidelity):
@@ -30,19 +45,6 @@ def proxy_payload(proxy, params, model_id, test_reader, train_reader, fidelity):
 
 def num_blocks(num_samples, block_size):
     return -(-num_samples // block_size)
-
-
-def _ranges(blocks):
-    """Compact text for a block set: 0-3,7,9-10."""
-    out, blocks = [], sorted(blocks)
-    i = 0
-    while i < len(blocks):
-        j = i
-        while j + 1 < len(blocks) and blocks[j + 1] == blocks[j] + 1:
-            j += 1
-        out.append(str(blocks[i]) if i == j else "%d-%d" % (blocks[i], blocks[j]))
-        i = j + 1
-    return ",".join(out)
 
 
 def finetune_key(model_id, train_reader, validation_reader, test_reader, params):

@@ -102,6 +102,10 @@ ALTER TABLE shift.reader_costs ENABLE ROW LEVEL SECURITY;
 CREATE POLICY visible ON shift.reader_costs
     USING (EXISTS (SELECT FROM shift.readers r WHERE r.reader_id = reader_costs.reader_id));
 
+ALTER TABLE shift.reader_sources ENABLE ROW LEVEL SECURITY;
+CREATE POLICY visible ON shift.reader_sources
+    USING (EXISTS (SELECT FROM shift.readers r WHERE r.reader_id = reader_sources.reader_id));
+
 ALTER TABLE shift.scores ENABLE ROW LEVEL SECURITY;
 CREATE POLICY visible ON shift.scores
     USING ((SELECT count(*) FROM shift.readers r WHERE r.reader_id IN (scores.test_reader, scores.train_reader))
@@ -316,7 +320,7 @@ DECLARE
 BEGIN
     FOR t IN SELECT e AS task, i::int AS pos FROM jsonb_array_elements(tasks) WITH ORDINALITY AS a(e, i)
               ORDER BY e->>'key' LOOP
-        IF t.task->>'kind' IS NULL OR t.task->>'kind' NOT IN ('inference', 'proxy', 'datasim', 'finetune', 'describe') THEN
+        IF t.task->>'kind' IS NULL OR t.task->>'kind' NOT IN ('inference', 'proxy', 'datasim', 'finetune', 'describe', 'validate') THEN
             RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = format('unknown task kind %s', t.task->>'kind');
         END IF;
         used := shift._payload_readers(t.task->'payload');
@@ -431,6 +435,33 @@ BEGIN
     SELECT x.scorer, x.params, x.model_ids, x.test_reader, x.train_reader, x.top_k, x.mode, x.choice,
            x.estimate_full, x.estimate_sh, coalesce(x.terms, '{}'), x.measured_seconds
       FROM jsonb_populate_record(NULL::shift.plans, p) AS x;
+END
+$$;
+
+-- SECURITY DEFINER: a SQL reader's reading function is executable by its owner and the workers only,
+-- but a query by anyone who may use the reader must know whether the rows behind it changed since
+-- its cached blocks were fingerprinted. This gives that and no more: one md5 over the rows in the
+-- reader's order, read through the reading function (so with the owner's privileges), for a caller
+-- that may use the reader. PostgreSQL hashes the rows; no Python runs. NULL for a file reader.
+CREATE FUNCTION shift._reader_digest(caller name, reader text) RETURNS text
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    role name := shift._caller(caller);
+    target shift.readers;
+    digest text;
+BEGIN
+    SELECT * INTO target FROM shift.readers r WHERE r.reader_id = reader;
+    IF NOT FOUND OR NOT shift._may_use(role, target.owner, target.reader_id) THEN
+        RAISE EXCEPTION USING ERRCODE = '42704', MESSAGE = format('unknown reader %s', reader);
+    END IF;
+    IF target.read_function IS NULL THEN
+        RETURN NULL;
+    END IF;
+    EXECUTE format('SELECT md5(string_agg(md5(r.x::text) || md5(coalesce(r.y, %L)), %L ORDER BY r.n)) '
+                   'FROM %s() WITH ORDINALITY AS r(x, y, n)', '', '', target.read_function::oid::regproc)
+       INTO digest;
+    RETURN coalesce(digest, md5(''));
 END
 $$;
 
@@ -691,7 +722,8 @@ COMMENT ON FUNCTION shift.revoke_reader(text, name) IS 'take back shift.grant_re
 GRANT USAGE ON SCHEMA shift, shift_readers, shift_jobs TO shift_worker;
 GRANT SELECT ON ALL TABLES IN SCHEMA shift TO shift_worker;
 GRANT INSERT, UPDATE ON shift.features, shift.labels, shift.scores, shift.costs, shift.reader_costs,
-    shift.proxy_costs, shift.finetune_results, shift.task_embeddings, shift.model_embeddings TO shift_worker;
+    shift.proxy_costs, shift.finetune_results, shift.task_embeddings, shift.model_embeddings,
+    shift.reader_sources TO shift_worker;
 GRANT INSERT, UPDATE, DELETE ON shift.workers TO shift_worker;
 GRANT UPDATE, DELETE ON shift.tasks TO shift_worker;
 -- jobs: claim, renew the lease, give back, prune; store the rows. Ending one drops its function: shift._finish_job.

@@ -57,20 +57,38 @@ COMMENT ON TABLE shift.reader_grants IS 'who besides its owner may see and use a
 
 -------------------------------------------------------------------------------
 -- Caches: features per (model, reader, block), labels per (reader, block),
--- proxy values per (proxy, params, model, readers, fidelity)
+-- proxy values per (proxy, params, model, readers, fidelity, content)
 -------------------------------------------------------------------------------
 
+-- fingerprint: of the block's samples and labels as a worker last read them (pyfuncs/fingerprints.py);
+-- features computed from other content than this are stale and are never served
 CREATE TABLE shift.labels (
-    reader_id text NOT NULL REFERENCES shift.readers ON DELETE CASCADE,
-    block     integer NOT NULL CHECK (block >= 0),
-    y         integer[] NOT NULL,
+    reader_id   text NOT NULL REFERENCES shift.readers ON DELETE CASCADE,
+    block       integer NOT NULL CHECK (block >= 0),
+    y           integer[] NOT NULL,
+    fingerprint bytea NOT NULL CHECK (length(fingerprint) = 16),
     PRIMARY KEY (reader_id, block)
 );
+
+-- What a reader's source was when a worker last fingerprinted its cached blocks (a validate task):
+-- a digest of a SQL reader's rows, the sizes and modification times of a file reader's files. A query
+-- whose reader's source differs has its cached blocks validated before it trusts them.
+CREATE TABLE shift.reader_sources (
+    reader_id      text PRIMARY KEY REFERENCES shift.readers ON DELETE CASCADE,
+    signature      text NOT NULL,
+    blocks_checked integer NOT NULL CHECK (blocks_checked >= 0),
+    blocks_changed integer NOT NULL CHECK (blocks_changed >= 0),
+    seconds        double precision NOT NULL CHECK (seconds >= 0),
+    checked_at     timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE shift.reader_sources IS
+    'per reader: the source signature its cached blocks were last validated against, and what that found';
 
 CREATE TABLE shift.features (
     model_id    text NOT NULL REFERENCES shift.models ON DELETE CASCADE,
     reader_id   text NOT NULL REFERENCES shift.readers ON DELETE CASCADE,
     block       integer NOT NULL CHECK (block >= 0),
+    fingerprint bytea NOT NULL CHECK (length(fingerprint) = 16),  -- of the content they were computed from
     num_rows    integer NOT NULL CHECK (num_rows > 0),
     dim         integer NOT NULL CHECK (dim > 0),
     -- float32, little-endian, row-major num_rows x dim
@@ -95,12 +113,14 @@ CREATE TABLE shift.scores (
     test_reader  text NOT NULL REFERENCES shift.readers ON DELETE CASCADE,
     train_reader text NOT NULL REFERENCES shift.readers ON DELETE CASCADE,
     fidelity     bigint NOT NULL CHECK (fidelity > 0),
+    content      text NOT NULL,   -- fingerprints.content_key of the blocks it was computed from
     value        double precision NOT NULL,
     seconds      double precision NOT NULL,
     computed_at  timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (proxy, params, model_id, test_reader, train_reader, fidelity)
+    PRIMARY KEY (proxy, params, model_id, test_reader, train_reader, fidelity, content)
 );
 COMMENT ON COLUMN shift.scores.fidelity IS 'number of training samples the value was computed on';
+COMMENT ON COLUMN shift.scores.content IS 'the readers'' content it was computed on: a value of changed data is not served';
 
 -- seed 002 §4.3: the fine-tuned accuracy of a model on a task, the ground truth of regret
 -- and the history the meta-learned strategies rank by (seed 000 §3.2 Q5)
@@ -195,7 +215,7 @@ COMMENT ON TABLE shift.model_embeddings IS 'model vectors per (model, kind, sett
 
 CREATE TABLE shift.tasks (
     task_id      bigserial PRIMARY KEY,
-    kind         text NOT NULL CHECK (kind IN ('inference', 'proxy', 'datasim', 'finetune', 'describe')),
+    kind         text NOT NULL CHECK (kind IN ('inference', 'proxy', 'datasim', 'finetune', 'describe', 'validate')),
     key          text NOT NULL UNIQUE,   -- identical work from concurrent queries shares one row
     payload      jsonb NOT NULL,
     depends_on   bigint[] NOT NULL DEFAULT '{}',

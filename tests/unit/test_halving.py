@@ -150,3 +150,24 @@ def test_measured_survival_moves_the_sh_estimate():
     assert cheap.with_sh < paper.with_sh and cheap.without_sh == paper.without_sh
     # the first round holds every model, so only later rounds change
     assert cheap.terms["rounds"][0]["seconds"] == pytest.approx(paper.terms["rounds"][0]["seconds"])
+
+
+def test_a_rerun_costs_only_the_blocks_it_lacks():
+    # 2 models, N = 100 in blocks of 10, O = 10: model a has train blocks 0-8 and every test sample
+    full = costmodel.CostInputs(100, 10, 1, {"a": 1.0, "b": 2.0}, {"a": 0.01, "b": 0.02}, 0.001, 0.0001, 0.002)
+    c = dataclasses.replace(full, train_block_size=10, cached_train_blocks={"a": frozenset(range(9))},
+                            cached_test_samples={"a": 10})
+    assert c.missing_train("a", 0, 100) == 10 and c.missing_train("a", 85, 100) == 10
+    assert c.missing_train("a", 0, 50) == 0 and c.missing_train("b", 0, 50) == 50
+    # a: load + 10 samples read and inferred, t_O and E_Proxy over all; b as before
+    a = 1.0 + (0.001 + 0.01) * 10 + 0.0001 * 10 + 0.002 * 100
+    b = 0.001 * 100 + 0.0001 * 10 + 2.0 + 0.02 * 110 + 0.002 * 100
+    assert costmodel.without_sh(c, ["a", "b"]) == pytest.approx(a + b)
+    # nothing left to infer for a: no load either
+    done = dataclasses.replace(c, cached_train_blocks={"a": frozenset(range(10))})
+    assert costmodel.without_sh(done, ["a"]) == pytest.approx(0.0001 * 10 + 0.002 * 100)
+    # successive halving: each round charges only what is missing among its new samples
+    s = halving.schedule(2, 100)
+    test_phase, rounds = costmodel.with_sh(done, ["a"], s)
+    assert test_phase == 0.0
+    assert costmodel.with_sh(full, ["a"], s)[1][0] > rounds[0]

@@ -2,7 +2,7 @@
 
 import pytest
 
-from pyfuncs import planner, queue
+from pyfuncs import fingerprints, planner, queue
 from pyfuncs.errors import ShiftError
 
 
@@ -212,19 +212,32 @@ def test_a_cancel_keeps_postgresql_wording_and_says_what_is_kept(clock):
     assert "1 of 4 tasks are done and cached, the other 3 stay queued" in e.detail and "next query reuses" in e.detail, e.detail
 
 
-class PlannerDb(FakeDb):
-    """What planner.run reads before it plans: recorded load errors and cached proxy values."""
+class Rows(list):
+    def nrows(self):
+        return len(self)
 
-    def __init__(self, load_errors, cached):
+
+class PlannerDb(FakeDb):
+    """What planner.run reads before it plans: recorded load errors, the readers' sources as their cache
+    was validated on (unchanged), the blocks' fingerprints and cached proxy values of that content."""
+
+    def __init__(self, load_errors, cached, reader):
         super().__init__([], Clock())
-        self.load_errors, self.cached = load_errors, cached
+        self.load_errors, self.cached, self.reader = load_errors, cached, reader
 
     def execute(self, sql, types=(), args=()):
         if "FROM shift.models" in sql and "load_error" in sql:
             return [{"model_id": m, "load_error": e} for m, e in self.load_errors.items() if m in args[0]]
+        if "FROM shift.labels" in sql:
+            return Rows({"block": b, "fingerprint": b"%16d" % b} for b in range(args[1]))
         if "FROM shift.scores" in sql:
             return [{"model_id": m, "value": v} for m, v in self.cached.items() if m in args[5]]
         raise AssertionError(sql)
+
+    def one(self, sql, types=(), args=()):
+        if "FROM shift.reader_sources" in sql:
+            return {"signature": fingerprints.file_signature(self.reader)}
+        return super().one(sql, types, args)
 
 
 class Scorer:
@@ -236,8 +249,9 @@ class Scorer:
 
 
 def test_a_recorded_load_error_leaves_the_model_out_before_planning():
-    db = PlannerDb({"broken": BROKEN}, {"a": 0.1, "b": 0.2})
-    reader = {"reader_id": "R", "num_samples": 10, "block_size": 10, "classes": ["0", "1"]}
+    reader = {"reader_id": "R", "kind": "npz", "source": "/nonexistent/r.npz", "num_samples": 10, "block_size": 10,
+              "classes": ["0", "1"]}
+    db = PlannerDb({"broken": BROKEN}, {"a": 0.1, "b": 0.2}, reader)
     req = planner.Request(db, Scorer(), {}, ["a", "broken", "b"], reader, reader, top_k=1)
     assert planner.run(req) == {"a": 0.1, "b": 0.2}
     assert req.models == ["a", "b"] and req.left_out == {"broken": BROKEN}

@@ -106,7 +106,9 @@ def test_register_a_dataset_similarity_metric():
 
 
 def test_task_keys_name_the_work():
-    assert tasks.inference_key("m", "r", [5, 0, 1, 2, 7, 8]) == "inference/m/r/0-2,5,7-8"
+    # one key per block: queries that partition a reader differently share each block's task
+    assert tasks.inference_key("m", "r", 7) == "inference/m/r/7"
+    assert tasks.validate_key("r", "ab12") != tasks.validate_key("r", "cd34")
     a = tasks.proxy_key("linear", {"lr": 0.1, "epochs": 2}, "m", "te", "tr", 100)
     b = tasks.proxy_key("linear", {"epochs": 2, "lr": 0.1}, "m", "te", "tr", 100)
     assert a == b and a != tasks.proxy_key("linear", {"epochs": 2, "lr": 0.1}, "m", "te", "tr", 50)

@@ -165,15 +165,15 @@ def run(req):
     started = time.monotonic()
     n = req.train["num_samples"]
     req.leave_out(unloadable(req.db, req.models))
-    mode = setting(req.db, "shift.successive_halving", "auto").lower()
-    if mode not in MODES:
-        raise ShiftError("shift.successive_halving is %r" % mode, INVALID_PARAMETER, hint="use auto, on or off")
     validate(req)
     values = req.cached(req.models, n)
     missing = [m for m in req.models if m not in values]
     if not missing:
         record(req, "cached", None, started)
         return values
+    mode = setting(req.db, "shift.successive_halving", "auto").lower()
+    if mode not in MODES:
+        raise ShiftError("shift.successive_halving is %r" % mode, INVALID_PARAMETER, hint="use auto, on or off")
     replayed = replay_halving(req, mode)
     if replayed is not None:
         record(req, "cached", None, started)

@@ -74,8 +74,9 @@ def test_two_workers_share_the_queue_and_run_each_task_once(wdb, two_workers):
         rows = conn.execute("SELECT rank, model_id, score FROM shift.query(%s)", (QUERY,)).fetchall()
         assert [r[1] for r in rows] and len(rows) == 2
         tasks = conn.execute("SELECT kind, status, attempts, worker_id FROM shift.tasks").fetchall()
-        # per model: an inference task per reader and a proxy task
-        assert sorted(t[0] for t in tasks) == ["inference"] * 4 + ["proxy"] * 2
+        # per model: an inference task per block of each reader (5 + 2) and a proxy task; a first
+        # validation of each reader's source
+        assert sorted(t[0] for t in tasks) == ["inference"] * 14 + ["proxy"] * 2 + ["validate"] * 2
         assert all(t[1] == "done" and t[2] == 1 for t in tasks), tasks
         assert {t[3] for t in tasks} <= {"w1", "w2"}
         # every block of both readers, once per model
@@ -228,7 +229,8 @@ def test_identical_work_from_concurrent_queries_runs_once(wdb, two_workers):
     assert results["a"] == results["b"] and len(results["a"]) == 2
     with wdb.connect() as conn:
         tasks = conn.execute("SELECT key, attempts, waiters FROM shift.tasks").fetchall()
-        assert len(tasks) == len({k for k, _, _ in tasks}) == 6  # one row per piece of work
+        # one row per piece of work: per model 7 blocks and a proxy (the sources are validated already)
+        assert len(tasks) == len({k for k, _, _ in tasks}) == 16
         assert all(a == 1 for _, a, _ in tasks)
         # at least one piece of work was asked for by both queries and done once for them
         assert any(set(w) == set(pids.values()) for _, _, w in tasks)

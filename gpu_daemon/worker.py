@@ -21,7 +21,7 @@ from psycopg.types.json import Jsonb
 
 from pyfuncs import proxies
 
-from . import describe, finetune
+from . import assemble, describe, finetune
 from .jobs import JobRunner
 from . import readers as reader_io
 from .models import load_model
@@ -652,6 +652,10 @@ def read_logits(conn, model_id, reader_id):
 
 def read_features(conn, model_id, reader_id, limit=None):
     """Features and labels of one model over one reader, in the reader's order, from the cache."""
+    version = conn.cursor(row_factory=psycopg.rows.dict_row).execute(
+        "SELECT * FROM shift.readers WHERE reader_id = %s AND kind = 'version'", (reader_id,)).fetchone()
+    if version is not None:
+        return assemble.read_version_features(conn, model_id, version, limit)
     rows = conn.execute(
         "SELECT f.block, f.num_rows, f.dim, f.data, l.y FROM shift.features f "
         "JOIN shift.labels l USING (reader_id, block) "

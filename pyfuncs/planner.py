@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from . import costmodel, halving, proxies, queue, tasks
+from . import costmodel, halving, proxies, queue, tasks, versions
 from .errors import INTERNAL_ERROR, INVALID_PARAMETER, ShiftError
 from .scorers import canonical_json
 
@@ -123,6 +123,8 @@ def run(req):
     if mode == "on" or (mode == "auto" and est.choice == "successive halving"):
         values, kept = successive_halving(req, sched)
         est.terms["survivors"] = kept
+        if versions.options(req.train).get("halving_order") is not None:
+            est.terms["sample_order"] = versions.SPREAD_NOTE
         record(req, "successive halving", est, started, mode)
     else:
         dispatch(req, full_pass_tasks(req, missing), est.without_sh)
@@ -157,10 +159,16 @@ def proxy_task(req, model, fidelity, deps):
             tasks.proxy_payload(req.proxy, req.params, model, t, tr, fidelity), deps)
 
 
-def inference_tasks(req, model, reader, upto):
-    """Tasks computing the missing feature blocks of samples [0, upto), split across devices (§4.3)."""
+def inference_tasks(req, model, reader, upto, blocks=None):
+    """Tasks computing the missing feature blocks of samples [0, upto) (or of `blocks`), split across devices (§4.3).
+
+    A version of a mutable reader has no features of its own: its sources' blocks that a proxy at
+    fidelity `upto` reads are inferred, so a change-reader costs inference on its own samples only."""
+    if reader["kind"] == "version":
+        return [t for src, need in versions.source_blocks(req.db, reader, upto)
+                for t in inference_tasks(req, model, src, None, need)]
     rid, size = reader["reader_id"], reader["block_size"]
-    want = set(range(tasks.num_blocks(upto, size)))
+    want = set(range(tasks.num_blocks(upto, size))) if blocks is None else set(blocks)
     have = {r["block"] for r in req.db.execute(
         "SELECT block FROM shift.features WHERE model_id = $1 AND reader_id = $2", ["text", "text"], [model, rid])}
     lacking = sorted(want - have)

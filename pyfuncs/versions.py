@@ -209,13 +209,21 @@ def composition(db, reader):
                        np.arange(reader["num_samples"], dtype=np.int64))
 
 
-def _require_like(base, step, what):
+def _shape_of(db, reader):
+    """A version's sample shape is its first source's."""
+    if reader["kind"] == "version":
+        first = options(reader)["segments"][0][0]
+        reader = db.one("SELECT * FROM shift.readers WHERE reader_id = $1", ["text"], [first]) or reader
+    return sample_shape(reader) if reader["kind"] != "version" else None
+
+
+def _require_like(db, base, step, what):
     """A step's samples must be of the reader's modality and sample shape."""
     if base["input"] != step["input"]:
         raise ShiftError("%s %s holds %s samples, but reader %s holds %s samples"
                          % (what, step["reader_id"], step["input"], base["reader_id"], base["input"]),
                          INVALID_PARAMETER, hint="a step must have the modality of the reader it changes")
-    a, b = sample_shape(base), sample_shape(step)
+    a, b = _shape_of(db, base), _shape_of(db, step)
     if a is not None and b is not None and a != b:
         raise ShiftError("%s %s has samples of shape %s, but reader %s has samples of shape %s"
                          % (what, step["reader_id"], list(b), base["reader_id"], list(a)), INVALID_PARAMETER,
@@ -280,7 +288,7 @@ def change_reader(db, reader_id, change, indices):
     mutable = _mutable(db, reader_id)
     latest = _latest(db, mutable)
     step_reader = _reader(db, change)
-    _require_like(latest, step_reader, "change-reader")
+    _require_like(db, latest, step_reader, "change-reader")
     what = "change-reader %s" % step_reader["reader_id"]
     idx = _indices(indices, latest["num_samples"], mutable["reader_id"], what)
     if len(idx) != step_reader["num_samples"]:
@@ -297,7 +305,7 @@ def add_to_reader(db, reader_id, add):
     mutable = _mutable(db, reader_id)
     latest = _latest(db, mutable)
     step_reader = _reader(db, add)
-    _require_like(latest, step_reader, "add-reader")
+    _require_like(db, latest, step_reader, "add-reader")
     comp = composition(db, latest).add(composition(db, step_reader))
     n = latest["num_samples"]
     order = spread(halving_order(latest), np.arange(n, len(comp), dtype=np.int64))

@@ -168,7 +168,8 @@ $$;
 CREATE FUNCTION shift._reader_denied(role name, kind text) RETURNS text
 LANGUAGE sql STABLE SECURITY INVOKER SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE WHEN kind <> 'sql' AND NOT shift._has_role(role, 'pg_read_server_files')
+    -- a mutable reader and its versions read nothing themselves: their sources' own tasks are checked
+    SELECT CASE WHEN kind NOT IN ('sql', 'mutable', 'version') AND NOT shift._has_role(role, 'pg_read_server_files')
                 THEN format('a %s reader reads a server file and needs role pg_read_server_files', kind) END
 $$;
 

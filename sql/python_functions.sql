@@ -122,7 +122,7 @@ COMMENT 'new version of a mutable reader without the samples at the 0-based indi
 
 CREATE FUNCTION shift.reader_versions(reader_id text)
 RETURNS TABLE (version integer, version_reader text, step text, step_reader text, step_samples bigint,
-               num_samples bigint, classes text[], created_at timestamptz) STABLE
+               num_samples bigint, classes text[], created_at timestamptz) VOLATILE
 PYTHON api.reader_versions
 COMMENT 'the history of a mutable reader: per version its reader id (<reader>@<k>, usable wherever a reader is), '
         'the step that made it and its size';

@@ -150,6 +150,12 @@ def test_random_steps_equal_a_from_scratch_run_and_infer_only_the_steps(mdb):
     assert {s: scores(conn, s, p, models, "M@1") for s, p in SCORERS} == first
     keys = {r for (r,) in conn.execute("SELECT DISTINCT train_reader FROM shift.scores").fetchall()}
     assert {"M@1", "M@7", "MBase", "MFinal"} <= keys
+    # seed 000 §5, scenario 1: a model added to the query is the only one that runs
+    everyone = mdb[5]
+    before = inferred(conn)
+    assert set(scores(conn, "CosineNN", "{}", everyone, "M")) == set(everyone)
+    grown = {key for key, n in inferred(conn).items() if n != before.get(key, 0)}
+    assert grown and {m for m, _ in grown} == set(everyone) - set(models)
 
 
 def test_an_older_version_is_answered_from_the_cache_and_by_shiftql(mdb):

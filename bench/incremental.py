@@ -115,7 +115,7 @@ def main(argv=None):
                 subprocess.run(["make", "install-extension", "VPY=" + sys.executable], cwd=ROOT, check=True,
                                stdout=subprocess.DEVNULL)
             database = Database(cluster, "bench_incremental").__enter__()
-        with database:
+        try:
             with database.connect() as conn:
                 for m in zoo:
                     register_model(conn, m)
@@ -163,6 +163,8 @@ def main(argv=None):
                                  inc_work, scratch_work))
             finally:
                 worker.stop()
+        finally:
+            database.__exit__(None, None, None)
     finally:
         cluster.remove()
     if args.out:

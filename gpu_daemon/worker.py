@@ -19,10 +19,10 @@ import numpy as np
 import psycopg
 from psycopg.types.json import Jsonb
 
-from pyfuncs import embeddings, fingerprints, proxies
+from pyfuncs import embeddings, fingerprints, proxies, versions
 from pyfuncs.tasks import num_blocks
 
-from . import describe, finetune, task2vec
+from . import assemble, describe, finetune, task2vec
 from .jobs import JobRunner
 from . import readers as reader_io
 from .models import load_model
@@ -790,19 +790,35 @@ def read_logits(conn, model_id, reader_id):
 
 def current_content(conn, train_reader, test_reader, fidelity):
     """fingerprints.content_key of the blocks a score at this fidelity is computed on, as the labels hold them now."""
-    size = conn.execute("SELECT block_size FROM shift.readers WHERE reader_id = %s", (train_reader,)).fetchone()[0]
-    train = [r[0] for r in conn.execute("SELECT fingerprint FROM shift.labels WHERE reader_id = %s AND block < %s "
-                                        "ORDER BY block", (train_reader, fingerprints.blocks_upto(fidelity, size)))]
-    test = [r[0] for r in conn.execute("SELECT fingerprint FROM shift.labels WHERE reader_id = %s ORDER BY block",
-                                       (test_reader,))]
+    train = content_fingerprints(conn, train_reader, fidelity)
+    test = content_fingerprints(conn, test_reader, None)
     return fingerprints.content_key(train, test)
+
+
+def content_fingerprints(conn, reader_id, fidelity):
+    """The current fingerprints of the blocks a proxy at `fidelity` reads of a reader (versions.content_blocks)."""
+    reader = conn.cursor(row_factory=psycopg.rows.dict_row).execute(
+        "SELECT * FROM shift.readers WHERE reader_id = %s", (reader_id,)).fetchone()
+    sizes = dict(conn.execute("SELECT reader_id, block_size FROM shift.readers WHERE reader_id = ANY(%s)",
+                              (versions.source_ids(reader),)).fetchall())
+    pairs = versions.content_blocks(reader, fidelity, sizes)
+    got = {(r[0], r[1]): bytes(r[2]) for r in conn.execute(
+        "SELECT l.reader_id, l.block, l.fingerprint FROM shift.labels l "
+        "JOIN unnest(%s::text[], %s::integer[]) AS u(reader_id, block) USING (reader_id, block)",
+        ([r for r, _ in pairs], [b for _, b in pairs])).fetchall()}
+    return [got[p] for p in pairs if p in got]
 
 
 def read_features(conn, model_id, reader_id, limit=None, fingerprints_out=None):
     """Features and labels of one model over one reader, in the reader's order, from the cache.
 
     Only features of the blocks' current content count (stale ones are missing); the
-    fingerprints of the blocks read are appended to fingerprints_out."""
+    fingerprints of the blocks read are appended to fingerprints_out, in the order of
+    versions.content_blocks."""
+    version = conn.cursor(row_factory=psycopg.rows.dict_row).execute(
+        "SELECT * FROM shift.readers WHERE reader_id = %s AND kind = 'version'", (reader_id,)).fetchone()
+    if version is not None:
+        return assemble.read_version_features(conn, model_id, version, limit, fingerprints_out)
     rows = conn.execute(
         "SELECT f.block, f.num_rows, f.dim, f.data, l.y, l.fingerprint FROM shift.features f "
         "JOIN shift.labels l USING (reader_id, block) "

@@ -8,7 +8,7 @@ session that only registers models or scores should not pay.
 import functools
 import json
 
-from . import datasim, jobs, planner, reader_registry, registry, scorers
+from . import datasim, jobs, planner, reader_registry, registry, scorers, versions
 from . import finetune as finetuning
 from .arguments import distinct_ids, json_object, require_known, resolve_reader
 from .db import Plpy
@@ -28,6 +28,11 @@ def _sql_errors(fn):
 
 
 register_model = _sql_errors(registry.register_model)
+create_mutable_reader = _sql_errors(versions.create_mutable_reader)
+change_reader = _sql_errors(versions.change_reader)
+add_to_reader = _sql_errors(versions.add_to_reader)
+delete_from_reader = _sql_errors(versions.delete_from_reader)
+reader_versions = _sql_errors(versions.reader_versions)
 register_sql_reader = _sql_errors(reader_registry.register_sql_reader)
 register_npz_reader = _sql_errors(reader_registry.register_npz_reader)
 register_npy_reader = _sql_errors(reader_registry.register_npy_reader)
@@ -53,6 +58,8 @@ def score(db, scorer_name, params, model_ids, test_reader, train_reader, top_k=N
     require_known(db, "model", models)
 
     if scorer.kind == "finetune":
+        for r in (test, train):
+            versions.require_plain(r, "fine-tuning")
         # every model is fine-tuned: halving needs a proxy that is cheap on a data fraction
         values, left_out = finetuning.scores(db, scorer, resolved, models, test, train)
     else:
@@ -120,6 +127,8 @@ task_distance = _sql_errors(datasim.task_distance)
 @_sql_errors
 def finetune(db, model_ids, train_reader, validation_reader, test_reader, params):
     readers = [resolve_reader(db, r) for r in (train_reader, validation_reader, test_reader)]
+    for r in readers:
+        versions.require_plain(r, "fine-tuning")
     return finetuning.finetune(db, model_ids, *readers, params)
 
 

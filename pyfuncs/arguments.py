@@ -66,4 +66,9 @@ def resolve_reader(db, name):
         row = rows[0] if rows.nrows() == 1 else None
     if row is None:
         raise missing(db, "reader", name)
+    if row["kind"] == "mutable":  # a mutable reader's name means its latest version (pyfuncs/versions.py)
+        from .versions import options
+
+        row = db.one("SELECT * FROM shift.readers WHERE reader_id = $1", ["text"],
+                     ["%s@%s" % (row["reader_id"], options(row)["latest"])])
     return row

@@ -21,7 +21,7 @@ import json
 
 import numpy as np
 
-from . import embeddings, queue, scorers, tasks
+from . import embeddings, queue, scorers, tasks, versions
 from .arguments import distinct_ids, json_object, require_known, resolve_reader
 from .errors import INTERNAL_ERROR, INVALID_PARAMETER, UNDEFINED_OBJECT, WRONG_OBJECT_TYPE, ShiftError
 
@@ -64,6 +64,7 @@ def _probe(db, probe):
 def _check_computable(readers, probe, given):
     """What makes a reader's embedding impossible with these settings, before anything is queued."""
     for r in readers:
+        versions.require_plain(r, "task2vec")
         if len(r["classes"]) < 2:
             raise ShiftError("reader %s has one class (%s); a task2vec embedding needs two or more"
                              % (r["reader_id"], ", ".join(r["classes"])), INVALID_PARAMETER,
@@ -89,39 +90,42 @@ def _versions(db, readers):
         ["text[]"], [readers])}
 
 
-def stored(db, kind, chosen, readers, versions):
-    """{reader_id: {embedding, scale}} of the readers' current versions with exactly these settings."""
+def stored(db, kind, chosen, readers, current, values=True):
+    """{reader_id: {embedding, scale}} of the readers' current versions with exactly these settings
+    (without values: {reader_id: None}, which reads no arrays)."""
     rows = db.execute(
-        "SELECT e.reader_id, e.reader_version, e.embedding, e.scale FROM shift.task_embeddings e "
-        "WHERE e.kind = $1 AND e.settings = $2 AND e.reader_id = ANY($3)",
+        "SELECT e.reader_id, e.reader_version%s FROM shift.task_embeddings e "
+        "WHERE e.kind = $1 AND e.settings = $2 AND e.reader_id = ANY($3)" % (", e.embedding, e.scale" if values else ""),
         ["text", "jsonb", "text[]"], [kind, scorers.canonical_json(chosen), readers])
     return {r["reader_id"]: {"embedding": np.asarray(r["embedding"], dtype=np.float64),
-                             "scale": np.asarray(r["scale"], dtype=np.float64)}
-            for r in rows if versions.get(r["reader_id"]) == r["reader_version"]}
+                             "scale": np.asarray(r["scale"], dtype=np.float64)} if values else None
+            for r in rows if current.get(r["reader_id"]) == r["reader_version"]}
 
 
 def ensure(db, chosen, readers, given):
-    """{reader_id: embedding} of every reader, queuing datasim tasks for the missing ones and waiting."""
-    versions = _versions(db, readers)
-    have = stored(db, "task2vec", chosen, readers, versions)
+    """The current versions of the readers, once each has an embedding with these settings: datasim
+    tasks are queued for the missing ones and waited for."""
+    current = _versions(db, readers)
+    have = stored(db, "task2vec", chosen, readers, current, values=False)
     missing = [r for r in readers if r not in have]
     if not missing:
-        return have
+        return current
     probe = _probe(db, chosen["probe"])
-    rows = db.execute("SELECT reader_id, num_samples, classes, input FROM shift.readers WHERE reader_id = ANY($1) "
-                      "ORDER BY reader_id", ["text[]"], [missing])
+    rows = db.execute("SELECT reader_id, kind, num_samples, classes, input FROM shift.readers "
+                      "WHERE reader_id = ANY($1) ORDER BY reader_id", ["text[]"], [missing])
     _check_computable(list(rows), probe, given)
     queue.require_read_committed(db)
     queue.require_live_worker(db)
-    planned = [("datasim", tasks.datasim_key(r, versions[r], chosen), tasks.datasim_payload(r, versions[r], chosen), [])
+    planned = [("datasim", tasks.datasim_key(r, current[r], chosen), tasks.datasim_payload(r, current[r], chosen), [])
                for r in missing]
     queue.wait(db, queue.enqueue(db, planned, [chosen["probe"]], set(missing)))
-    have = stored(db, "task2vec", chosen, readers, _versions(db, readers))
+    current = _versions(db, readers)
+    have = stored(db, "task2vec", chosen, readers, current, values=False)
     lost = [r for r in readers if r not in have]
     if lost:
         raise ShiftError("task2vec embedding of reader %s is missing after its datasim task finished" % lost[0],
                          INTERNAL_ERROR, hint="its reader may have changed meanwhile; run the query again")
-    return have
+    return current
 
 
 def _vector_operator(db, op):
@@ -165,11 +169,13 @@ def dataset_similarity(db, metric_name, params, reader_ids, target_reader, top_k
     chosen = settings(db, resolved)
     if top_k is not None and top_k < 1:
         raise ShiftError("top_k must be positive, not %d" % top_k, INVALID_PARAMETER)
-    have = ensure(db, chosen, [target["reader_id"]] + readers, given)
+    current = ensure(db, chosen, [target["reader_id"]] + readers, given)
     if uses_index(resolved["distance"], len(readers), top_k, descending):
-        candidates = _index_candidates(db, chosen, target["reader_id"], readers, top_k)
+        candidates = set(_index_candidates(db, chosen, target["reader_id"], readers, top_k))
         if len(candidates) >= min(top_k, len(readers)):
-            readers = [r for r in readers if r in set(candidates)]
+            readers = [r for r in readers if r in candidates]
+    # only the embeddings compared are read: with the index, the target's and its candidates'
+    have = stored(db, "task2vec", chosen, [target["reader_id"]] + readers, current)
     t = have[target["reader_id"]]
     # the target is not one of its own similar readers: it would always come first, at distance 0
     return [(r, embeddings.distance(resolved["distance"], t, have[r], resolved["alpha"])) for r in readers]

@@ -24,6 +24,8 @@ served by an index: `index_vector` is a seeded Gaussian projection of the unit
 normalised vector to INDEX_DIM values, whose cosine approximates it.
 """
 
+import functools
+
 import numpy as np
 
 from .errors import INVALID_PARAMETER, ShiftError
@@ -81,6 +83,7 @@ def distance(name, a, b, alpha=0.0):
     raise ShiftError("unknown task distance %r" % name, INVALID_PARAMETER, hint="choose one of %s" % ", ".join(DISTANCES))
 
 
+@functools.lru_cache(maxsize=8)  # a 8,512 x 256 draw costs ~20 ms: once per dimension
 def projection(dim, seed=PROJECTION_SEED):
     """The dim x INDEX_DIM Gaussian matrix of the index vectors of dim-long embeddings."""
     return np.random.default_rng([seed, dim]).standard_normal((dim, INDEX_DIM), dtype=np.float64)

@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from . import costmodel, fingerprints, halving, proxies, queue, tasks
+from . import costmodel, fingerprints, halving, proxies, queue, tasks, versions
 from .errors import INTERNAL_ERROR, INVALID_PARAMETER, ShiftError
 from .scorers import canonical_json
 
@@ -69,7 +69,7 @@ class Request:
 
     def content(self, fidelity):
         """The content key of train blocks up to `fidelity` and every test block; None while some were never read."""
-        train = block_fingerprints(self.db, self.train, fingerprints.blocks_upto(fidelity, self.train["block_size"]))
+        train = block_fingerprints(self.db, self.train, fidelity)
         test = block_fingerprints(self.db, self.test)
         if train is None or test is None:
             return None
@@ -89,14 +89,28 @@ def setting(db, name, default, convert=str):
         raise ShiftError("setting %s is %r" % (name, raw), INVALID_PARAMETER) from None
 
 
-def block_fingerprints(db, reader, upto=None):
-    """The current fingerprints of blocks [0, upto) of a reader, in order; None if one was never read."""
-    upto = tasks.num_blocks(reader["num_samples"], reader["block_size"]) if upto is None else upto
-    rows = db.execute("SELECT block, fingerprint FROM shift.labels WHERE reader_id = $1 AND block < $2 ORDER BY block",
-                      ["text", "integer"], [reader["reader_id"], upto])
-    if rows.nrows() < upto:
+def block_fingerprints(db, reader, fidelity=None):
+    """The current fingerprints of the blocks a proxy at `fidelity` (None: all) reads of a reader, in the
+    order of versions.content_blocks (a version's are its sources' blocks); None if one was never read."""
+    sizes = {r["reader_id"]: r["block_size"] for r in db.execute(
+        "SELECT reader_id, block_size FROM shift.readers WHERE reader_id = ANY($1)", ["text[]"],
+        [versions.source_ids(reader)])}
+    pairs = versions.content_blocks(reader, fidelity, sizes)
+    rows = db.execute("SELECT l.reader_id, l.block, l.fingerprint FROM shift.labels l "
+                      "JOIN unnest($1::text[], $2::integer[]) AS u(reader_id, block) USING (reader_id, block)",
+                      ["text[]", "integer[]"], [[r for r, _ in pairs], [b for _, b in pairs]])
+    got = {(r["reader_id"], r["block"]): bytes(r["fingerprint"]) for r in rows}
+    if any(p not in got for p in pairs):
         return None
-    return [bytes(r["fingerprint"]) for r in rows]
+    return [got[p] for p in pairs]
+
+
+def plain_readers(db, reader):
+    """The plain readers behind a reader: a version's sources, or the reader itself."""
+    if reader["kind"] != "version":
+        return [reader]
+    return list(db.execute("SELECT * FROM shift.readers WHERE reader_id = ANY($1) ORDER BY reader_id",
+                           ["text[]"], [versions.source_ids(reader)]))
 
 
 def source_signature(db, reader):
@@ -124,7 +138,7 @@ def validate(req):
     A reader never validated is validated too (its first query records what its source is);
     with nothing cached that reads nothing. Nothing is enqueued, and no worker needed, while
     every source is as its cache was validated on."""
-    changed = changed_sources(req.db, [req.test, req.train])
+    changed = changed_sources(req.db, plain_readers(req.db, req.test) + plain_readers(req.db, req.train))
     if not changed:
         return
     queue.require_read_committed(req.db)
@@ -206,6 +220,8 @@ def plan_and_run(req, mode, missing, started):
     if mode == "on" or (mode == "auto" and est.choice == "successive halving"):
         values, kept = successive_halving(req, sched)
         est.terms["survivors"] = kept
+        if versions.options(req.train).get("halving_order") is not None:
+            est.terms["sample_order"] = versions.SPREAD_NOTE
         record(req, "successive halving", est, started, mode)
     else:
         dispatch(req, full_pass_tasks(req, missing), est.without_sh)
@@ -240,11 +256,17 @@ def proxy_task(req, model, fidelity, deps):
             tasks.proxy_payload(req.proxy, req.params, model, t, tr, fidelity), deps)
 
 
-def inference_tasks(req, model, reader, upto):
-    """One task per feature block of samples [0, upto) that is missing or stale (tasks.py: keyed per block,
-    so devices share the blocks however queries split the reader: §4.3 load balancing)."""
+def inference_tasks(req, model, reader, upto, blocks=None):
+    """One task per feature block of samples [0, upto) (or of `blocks`) that is missing or stale (tasks.py:
+    keyed per block, so devices share the blocks however queries split the reader: §4.3 load balancing).
+
+    A version of a mutable reader has no features of its own: its sources' blocks that a proxy at
+    fidelity `upto` reads are inferred, so a change-reader costs inference on its own samples only."""
+    if reader["kind"] == "version":
+        return [t for src, need in versions.source_blocks(req.db, reader, upto)
+                for t in inference_tasks(req, model, src, None, need)]
     rid = reader["reader_id"]
-    want = range(tasks.num_blocks(upto, reader["block_size"]))
+    want = range(tasks.num_blocks(upto, reader["block_size"])) if blocks is None else sorted(blocks)
     fresh, stale = block_states(req.db, [model], rid)
     lacking = [b for b in want if b not in fresh[model]]
     req.recomputed.setdefault(rid, set()).update((model, b) for b in lacking if b in stale[model])
@@ -441,14 +463,14 @@ def record(req, choice, est, started, mode="auto"):
 
 
 def cache_states(req):
-    """Per reader of the request: its blocks, and over (model, block) pairs how many hold features of the
-    block's current content (cached), of older content (stale) or none (missing). source_changed: its
-    source differs from what its cache was last validated on, so the query validates it first and
-    more blocks may turn out stale."""
-    changed = changed_sources(req.db, [req.test, req.train])
+    """Per plain reader of the request (a version's sources stand for it): its blocks, and over (model,
+    block) pairs how many hold features of the block's current content (cached), of older content (stale)
+    or none (missing). source_changed: its source differs from what its cache was last validated on, so
+    the query validates it first and more blocks may turn out stale."""
+    plain = {r["reader_id"]: r for r in plain_readers(req.db, req.train) + plain_readers(req.db, req.test)}
+    changed = changed_sources(req.db, list(plain.values()))
     out = {}
-    for reader in (req.train, req.test):
-        rid = reader["reader_id"]
+    for rid, reader in plain.items():
         nb = tasks.num_blocks(reader["num_samples"], reader["block_size"])
         fresh, stale = block_states(req.db, req.models, rid)
         c = sum(len(fresh[m]) for m in req.models)

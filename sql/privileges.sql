@@ -65,7 +65,8 @@ AS $$
     SELECT pg_has_role(role, 'shift_worker', 'USAGE') OR has_table_privilege(role, 'shift.readers', 'DELETE')
         OR EXISTS (SELECT FROM pg_roles r WHERE r.rolname = reader_owner AND pg_has_role(role, r.oid, 'USAGE'))
         OR EXISTS (SELECT FROM shift.reader_grants g
-                    WHERE g.reader_id = reader
+                    -- sharing a mutable reader shares its versions, <reader>@<k>
+                    WHERE g.reader_id IN (reader, split_part(reader, '@', 1))
                       AND (g.grantee = 'public'
                            OR EXISTS (SELECT FROM pg_roles r
                                        WHERE r.rolname = g.grantee AND pg_has_role(role, r.oid, 'USAGE'))))
@@ -97,6 +98,10 @@ CREATE POLICY visible ON shift.labels
 ALTER TABLE shift.features ENABLE ROW LEVEL SECURITY;
 CREATE POLICY visible ON shift.features
     USING (EXISTS (SELECT FROM shift.readers r WHERE r.reader_id = features.reader_id));
+
+ALTER TABLE shift.version_sources ENABLE ROW LEVEL SECURITY;
+CREATE POLICY visible ON shift.version_sources
+    USING (EXISTS (SELECT FROM shift.readers r WHERE r.reader_id = version_sources.reader_id));
 
 ALTER TABLE shift.reader_costs ENABLE ROW LEVEL SECURITY;
 CREATE POLICY visible ON shift.reader_costs
@@ -172,7 +177,8 @@ $$;
 CREATE FUNCTION shift._reader_denied(role name, kind text) RETURNS text
 LANGUAGE sql STABLE SECURITY INVOKER SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE WHEN kind <> 'sql' AND NOT shift._has_role(role, 'pg_read_server_files')
+    -- a mutable reader and its versions read nothing themselves: their sources' own tasks are checked
+    SELECT CASE WHEN kind NOT IN ('sql', 'mutable', 'version') AND NOT shift._has_role(role, 'pg_read_server_files')
                 THEN format('a %s reader reads a server file and needs role pg_read_server_files', kind) END
 $$;
 
@@ -236,6 +242,78 @@ BEGIN
 END
 $$;
 
+-- SECURITY DEFINER: users may not write shift.readers. Stores version (options->>'version') of the
+-- mutable reader `mutable` (pyfuncs/versions.py composes and checks it): version 1 creates the mutable
+-- reader, owned by the verified caller; a later one only its owner may add, and only as the next
+-- version (the mutable row is locked, so concurrent steps are applied one after the other). Every
+-- reader the version reads must be a plain reader the caller may use, and each segment inside it.
+CREATE FUNCTION shift._store_version(caller name, mutable text, v jsonb) RETURNS integer
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    role name := shift._caller(caller);
+    k integer := (v->'options'->>'version')::integer;
+    m shift.readers;
+    seg jsonb;
+    src shift.readers;
+    total bigint := 0;
+BEGIN
+    IF v->>'reader_id' IS DISTINCT FROM mutable || '@' || k OR v->>'kind' IS DISTINCT FROM 'version'
+       OR v->>'source' IS DISTINCT FROM mutable THEN
+        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = format('version %s of reader %s is malformed', k, mutable);
+    END IF;
+    SELECT * INTO m FROM shift.readers WHERE reader_id = mutable FOR UPDATE;
+    IF k = 1 THEN
+        IF EXISTS (SELECT FROM shift.readers x WHERE lower(x.reader_id) = lower(mutable)) THEN
+            RAISE EXCEPTION USING ERRCODE = '42710', MESSAGE = format('reader %s is already registered', mutable),
+                HINT = format('drop it first with shift.drop_reader(%L)', mutable);
+        END IF;
+    ELSIF NOT FOUND OR m.kind <> 'mutable' OR NOT shift._may_use(role, m.owner, mutable) THEN
+        RAISE EXCEPTION USING ERRCODE = '42704', MESSAGE = format('unknown mutable reader %s', mutable);
+    ELSIF NOT (shift._has_role(role, m.owner) OR shift._is_admin(role)) THEN
+        RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = format('must be owner of reader %s', mutable),
+            DETAIL = format('it belongs to %s', m.owner);
+    ELSIF k <> (m.options->>'latest')::integer + 1 THEN
+        RAISE EXCEPTION USING ERRCODE = '40001', MESSAGE = format('reader %s changed while this step was made', mutable),
+            HINT = 'run the step again';
+    END IF;
+    FOR seg IN SELECT * FROM jsonb_array_elements(v->'options'->'segments') LOOP
+        SELECT * INTO src FROM shift.readers WHERE reader_id = seg->>0;
+        IF NOT FOUND OR NOT shift._may_use(role, src.owner, src.reader_id) THEN
+            RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = format('permission denied for reader %s', seg->>0);
+        END IF;
+        IF src.kind IN ('mutable', 'version') OR (seg->>1)::bigint < 0
+           OR (seg->>2)::bigint <= (seg->>1)::bigint OR (seg->>2)::bigint > src.num_samples THEN
+            RAISE EXCEPTION USING ERRCODE = '22023',
+                MESSAGE = format('segment %s of version %s of reader %s is outside reader %s', seg, k, mutable, seg->>0);
+        END IF;
+        total := total + (seg->>2)::bigint - (seg->>1)::bigint;
+    END LOOP;
+    IF total <> (v->>'num_samples')::bigint THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = format('version %s of reader %s has %s samples in its segments, not %s', k, mutable, total,
+                             v->>'num_samples');
+    END IF;
+    IF k = 1 THEN
+        INSERT INTO shift.readers (reader_id, kind, source, options, input, num_samples, classes, block_size, owner)
+        SELECT mutable, 'mutable', v->'options'->'step'->>'reader', jsonb_build_object('latest', 1), x.input,
+               x.num_samples, x.classes, x.block_size, role
+          FROM jsonb_populate_record(NULL::shift.readers, v) AS x;
+    ELSE
+        UPDATE shift.readers r SET options = r.options || jsonb_build_object('latest', k), num_samples = x.num_samples,
+               classes = x.classes
+          FROM jsonb_populate_record(NULL::shift.readers, v) AS x WHERE r.reader_id = mutable;
+    END IF;
+    INSERT INTO shift.readers (reader_id, kind, source, options, input, num_samples, classes, block_size, owner)
+    SELECT x.reader_id, 'version', mutable, x.options, x.input, x.num_samples, x.classes, x.block_size,
+           (SELECT owner FROM shift.readers WHERE reader_id = mutable)
+      FROM jsonb_populate_record(NULL::shift.readers, v) AS x;
+    INSERT INTO shift.version_sources (reader_id, source_id)
+    SELECT DISTINCT v->>'reader_id', s->>0 FROM jsonb_array_elements(v->'options'->'segments') s;
+    RETURN k;
+END
+$$;
+
 -- SECURITY DEFINER: users may not delete from the registry. Only a role with the owner's privileges,
 -- or an admin, drops a model or reader; the caches go by cascade, a SQL reader's function with it.
 -- Returns false when there is no such object (the caller reports it with the ids it can see).
@@ -267,6 +345,20 @@ BEGIN
     IF kind = 'model' THEN
         DELETE FROM shift.models WHERE model_id = object_id;
     ELSE
+        IF object_id LIKE '%@%' THEN
+            RAISE EXCEPTION USING ERRCODE = '42809',
+                MESSAGE = format('reader %s is a version of mutable reader %s', object_id, split_part(object_id, '@', 1)),
+                HINT = 'versions go with their mutable reader: drop that';
+        END IF;
+        -- a mutable reader's versions go with it; a reader a version reads from stays while the version does
+        DELETE FROM shift.readers WHERE shift.readers.kind = 'version' AND source = object_id;
+        IF EXISTS (SELECT FROM shift.version_sources s WHERE s.source_id = object_id) THEN
+            RAISE EXCEPTION USING ERRCODE = '2BP01',
+                MESSAGE = format('reader %s is read by versions of mutable reader %s', object_id,
+                                 (SELECT string_agg(DISTINCT split_part(s.reader_id, '@', 1), ', ')
+                                    FROM shift.version_sources s WHERE s.source_id = object_id)),
+                HINT = 'drop the mutable reader first';
+        END IF;
         DELETE FROM shift.readers WHERE reader_id = object_id;
         IF fn IS NOT NULL THEN
             EXECUTE format('DROP FUNCTION IF EXISTS %s', fn);

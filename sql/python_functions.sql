@@ -99,6 +99,35 @@ PYTHON api.drop_object("reader", reader_id)
 COMMENT 'forget a reader and everything cached for it';
 
 -------------------------------------------------------------------------------
+-- Mutable readers (seed 000 §3.1): an initial reader and ordered change-, add- and
+-- delete-steps, each a new version <reader>@<k>; the name alone means the latest
+-------------------------------------------------------------------------------
+
+CREATE FUNCTION shift.create_mutable_reader(reader_id text, initial_reader text) RETURNS integer VOLATILE
+PYTHON api.create_mutable_reader
+COMMENT 'make a mutable reader whose version 1 is the samples of initial_reader, in its order; returns 1';
+
+CREATE FUNCTION shift.change_reader(reader_id text, change_reader text, indices bigint[]) RETURNS integer VOLATILE
+PYTHON api.change_reader
+COMMENT 'new version of a mutable reader: sample j of change_reader replaces the sample at 0-based index '
+        'indices[j]; returns the new version';
+
+CREATE FUNCTION shift.add_to_reader(reader_id text, add_reader text) RETURNS integer VOLATILE
+PYTHON api.add_to_reader
+COMMENT 'new version of a mutable reader: its samples followed by those of add_reader; returns the new version';
+
+CREATE FUNCTION shift.delete_from_reader(reader_id text, indices bigint[]) RETURNS integer VOLATILE
+PYTHON api.delete_from_reader
+COMMENT 'new version of a mutable reader without the samples at the 0-based indices; returns the new version';
+
+CREATE FUNCTION shift.reader_versions(reader_id text)
+RETURNS TABLE (version integer, version_reader text, step text, step_reader text, step_samples bigint,
+               num_samples bigint, classes text[], created_at timestamptz) VOLATILE
+PYTHON api.reader_versions
+COMMENT 'the history of a mutable reader: per version its reader id (<reader>@<k>, usable wherever a reader is), '
+        'the step that made it and its size';
+
+-------------------------------------------------------------------------------
 -- Scoring, dataset similarity and the recorded fine-tuning history
 -------------------------------------------------------------------------------
 

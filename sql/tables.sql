@@ -27,8 +27,10 @@ CREATE TABLE shift.models (
 COMMENT ON TABLE shift.models IS 'the Models view: one row per pre-trained model (seed 000 §3.1)';
 
 CREATE TABLE shift.readers (
-    reader_id     text PRIMARY KEY CHECK (reader_id ~ '^[A-Za-z_][A-Za-z0-9_]*$'),
-    kind          text NOT NULL CHECK (kind IN ('sql', 'npz', 'npy', 'csv', 'imagefolder', 'hf', 'tfds')),
+    -- a version of a mutable reader is named <reader>@<k> (pyfuncs/versions.py)
+    reader_id     text PRIMARY KEY CHECK (reader_id ~ '^[A-Za-z_][A-Za-z0-9_]*(@[1-9][0-9]*)?$'),
+    kind          text NOT NULL CHECK (kind IN ('sql', 'npz', 'npy', 'csv', 'imagefolder', 'hf', 'tfds', 'mutable',
+                                                'version')),
     source        text NOT NULL,
     options       jsonb NOT NULL DEFAULT '{}',
     input         text NOT NULL DEFAULT 'Vision' CHECK (input IN ('Vision', 'Text', 'Tabular', 'Audio')),
@@ -40,9 +42,19 @@ CREATE TABLE shift.readers (
     -- through it, so the query runs with the owner's privileges and cannot change role (privileges.sql)
     read_function regprocedure,
     registered_at timestamptz NOT NULL DEFAULT now(),
-    CHECK ((kind = 'sql') = (read_function IS NOT NULL))
+    CHECK ((kind = 'sql') = (read_function IS NOT NULL)),
+    CHECK ((kind = 'version') = (reader_id LIKE '%@%'))
 );
 COMMENT ON TABLE shift.readers IS 'the DataReaders view: one row per (x, y) source in a stable order (seed 000 §3.1)';
+
+-- The plain readers each version of a mutable reader is composed of (its options' segments): a reader
+-- a version reads from cannot be dropped while the version exists.
+CREATE TABLE shift.version_sources (
+    reader_id text NOT NULL REFERENCES shift.readers ON DELETE CASCADE,
+    source_id text NOT NULL REFERENCES shift.readers,
+    PRIMARY KEY (reader_id, source_id)
+);
+COMMENT ON TABLE shift.version_sources IS 'which plain readers each version of a mutable reader reads (seed 000 §3.1)';
 
 -- A reader is private to its owner (and the roles that are members of it) until the owner shares it:
 -- shift.grant_reader(reader, role or 'public')

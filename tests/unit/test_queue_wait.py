@@ -228,8 +228,10 @@ class PlannerDb(FakeDb):
     def execute(self, sql, types=(), args=()):
         if "FROM shift.models" in sql and "load_error" in sql:
             return [{"model_id": m, "load_error": e} for m, e in self.load_errors.items() if m in args[0]]
+        if "SELECT reader_id, block_size FROM shift.readers" in sql:
+            return Rows({"reader_id": r, "block_size": self.reader["block_size"]} for r in args[0])
         if "FROM shift.labels" in sql:
-            return Rows({"block": b, "fingerprint": b"%16d" % b} for b in range(args[1]))
+            return Rows({"reader_id": r, "block": b, "fingerprint": b"%16d" % b} for r, b in zip(*args))
         if "FROM shift.scores" in sql:
             return [{"model_id": m, "value": v} for m, v in self.cached.items() if m in args[5]]
         raise AssertionError(sql)

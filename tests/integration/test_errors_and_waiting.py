@@ -298,7 +298,8 @@ def test_statement_timeout_cancels_a_long_translation(db, registered):
             conn.execute("SELECT shift.translate(%s)", (text,))
         cancelled = time.monotonic() - started
         conn.execute("RESET statement_timeout")
-    assert whole > 1.5 and cancelled < min(1.0, whole / 2), (whole, cancelled)
+    # relative to the uncancelled run, which a loaded machine slows alike
+    assert whole > 1.5 and cancelled < whole / 2, (whole, cancelled)
 
 
 def test_a_non_finite_sample_fails_the_query_naming_it(db, registered, worker, cluster):

@@ -142,15 +142,21 @@ def uses_index(distance, pool_size, top_k, descending):
 
 
 def _index_candidates(db, chosen, target, readers, top_k):
-    """The readers nearest the target by the index vectors' cosine (HNSW), to be re-ranked exactly."""
+    """The readers nearest the target by the index vectors' cosine (HNSW), to be re-ranked exactly.
+
+    The target's vector is a scalar sub-query, a constant of the scan: an ORDER BY over a join
+    cannot use the index. The pool and row security filter what the index yields, so the scan
+    goes on past ef_search until it has enough (pgvector's iterative scan; the order of what it
+    returns is then approximate, which the exact re-ranking makes good)."""
     n = max(INDEX_CANDIDATES * top_k, 40)
-    db.execute("SELECT set_config('hnsw.ef_search', '%d', true)" % min(max(n, 40), 1000))
+    db.execute("SELECT set_config('hnsw.ef_search', $1, true), set_config('hnsw.iterative_scan', 'relaxed_order', "
+               "true)", ["text"], [str(min(n, 1000))])
     rows = db.execute(
-        "SELECT e.reader_id FROM shift.task_embeddings e, shift.task_embeddings t "
+        "SELECT e.reader_id FROM shift.task_embeddings e "
+        "WHERE e.kind = 'task2vec' AND e.settings = $1 AND e.reader_id = ANY($3) "
+        "ORDER BY e.index_vector %s (SELECT t.index_vector FROM shift.task_embeddings t "
         "WHERE t.kind = 'task2vec' AND t.settings = $1 AND t.reader_id = $2 "
-        "AND t.reader_version = shift._reader_version($2) "
-        "AND e.kind = 'task2vec' AND e.settings = $1 AND e.reader_id = ANY($3) "
-        "ORDER BY e.index_vector %s t.index_vector LIMIT %d" % (_vector_operator(db, "<=>"), n),
+        "AND t.reader_version = shift._reader_version($2)) LIMIT %d" % (_vector_operator(db, "<=>"), n),
         ["jsonb", "text", "text[]"], [scorers.canonical_json(chosen), target, readers])
     return [r["reader_id"] for r in rows]
 

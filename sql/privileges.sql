@@ -121,10 +121,17 @@ CREATE POLICY visible ON shift.finetune_results
     USING (NOT EXISTS (SELECT FROM unnest(ARRAY[train_reader, validation_reader, test_reader]) AS u(id)
                         WHERE NOT EXISTS (SELECT FROM shift.readers r WHERE r.reader_id = u.id)));
 
--- an embedding derives from its reader: seen exactly where the reader is
+-- an embedding derives from its reader: seen exactly where the reader is. A function, which the planner
+-- cannot inline, so that it is asked per row: for the few rows an HNSW scan yields, not as a hash of every
+-- reader the caller may see built first (95 ms at 10,000 readers, bench/task_retrieval.py)
+CREATE FUNCTION shift._reader_visible(reader text) RETURNS boolean
+LANGUAGE sql STABLE SECURITY INVOKER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT EXISTS (SELECT FROM shift.readers r WHERE r.reader_id = reader)
+$$;
+
 ALTER TABLE shift.task_embeddings ENABLE ROW LEVEL SECURITY;
-CREATE POLICY visible ON shift.task_embeddings
-    USING (EXISTS (SELECT FROM shift.readers r WHERE r.reader_id = task_embeddings.reader_id));
+CREATE POLICY visible ON shift.task_embeddings USING (shift._reader_visible(reader_id));
 
 ALTER TABLE shift.plans ENABLE ROW LEVEL SECURITY;
 CREATE POLICY visible ON shift.plans

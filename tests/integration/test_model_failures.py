@@ -89,14 +89,21 @@ def test_progress_notices_count_the_tasks_of_a_slow_query(fdb):
         started = time.monotonic()
         rows, said = run(conn, FULL.format(scorer="CosineNN"))
         seconds = time.monotonic() - started
-        waited = conn.execute("SELECT count(*) FROM shift.tasks WHERE %s = ANY(waiters)",
-                              (conn.info.backend_pid,)).fetchone()[0]
+        kinds = dict(conn.execute("SELECT kind, count(*) FROM shift.tasks WHERE %s = ANY(waiters) GROUP BY kind",
+                                  (conn.info.backend_pid,)).fetchall())
+        blocks = conn.execute("SELECT sum(ceil(num_samples::numeric / block_size))::integer FROM shift.readers "
+                              "WHERE reader_id IN ('Train', 'Test')").fetchone()[0]
+    waited = sum(kinds.values())
     assert sorted(m for m, _ in rows) == sorted(zoo)
     progress = [PROGRESS.match(n.message_primary) for n in said.get("NOTICE", [])]
     assert progress and all(progress), (seconds, said)
     done = [int(m.group(1)) for m in progress]
-    # per model: train inference, test inference, the proxy
-    assert waited == 3 * len(zoo) and {int(m.group(2)) for m in progress} == {waited}
+    # the readers' first query validates their sources; then per model one inference task per block
+    # of both readers, and the proxy
+    assert kinds == {"validate": 2, "inference": blocks * len(zoo), "proxy": len(zoo)}, kinds
+    # a later wait of the statement counts on from the earlier ones: the totals grow to every task it waited on
+    totals = [int(m.group(2)) for m in progress]
+    assert totals == sorted(totals) and totals[-1] == waited, (totals, waited)
     assert done == sorted(done) and done[-1] < waited
     assert any(m.group(3) for m in progress if int(m.group(1)) > 0)
     # one notice per interval at most, none in the first one
@@ -183,8 +190,8 @@ def test_a_statement_timeout_says_the_work_done_is_kept(fdb):
         conn.execute("RESET statement_timeout")
         diag = info.value.diag
         assert diag.sqlstate == "57014" and diag.message_primary == "canceling statement due to statement timeout"
-        # per loadable model: the train inference and the proxy (the test features are cached)
-        n = 2 * loadable
+        # a reader no query has read: its first task, validating its source, waits for the stopped worker
+        n = 1
         assert diag.message_detail == ("work already done is kept: 0 of %d tasks are done and cached, the other %d "
                                        "stay queued and workers keep running them; the next query reuses their "
                                        "results" % (n, n))
@@ -197,7 +204,10 @@ def test_a_statement_timeout_says_the_work_done_is_kept(fdb):
                             "WHERE key LIKE '%%/Train2/%%'").fetchone() == (n, n)
         rows, said = run(conn, "SELECT ModelId FROM Models WHERE Input == 'Vision' ORDER BY CosineNN "
                                "TESTED ON Test TRAINED ON Train2")
-        assert len(rows) == loadable and not said.get("NOTICE")
+        # the validation done while no query waited is not done again
+        assert len(rows) == loadable
+        assert conn.execute("SELECT count(*) FROM shift.tasks WHERE kind = 'validate' "
+                            "AND key LIKE 'validate/Train2/%%'").fetchone()[0] == 1
         assert conn.execute("SELECT count(*) FROM shift.tasks WHERE key LIKE '%%/Train2/%%' "
                             "AND status <> 'done'").fetchone()[0] == 0
 

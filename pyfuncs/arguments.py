@@ -58,14 +58,20 @@ def missing(db, kind, name):
     return unknown(kind, name or "", known_ids(db, kind))
 
 
-def resolve_reader(db, name):
-    """A reader row by exact id, else by case-insensitive id (SHiFT-QL folds nothing)."""
+def find_reader(db, name):
+    """A reader row by exact id, else by case-insensitive id (SHiFT-QL folds nothing); a mutable reader as it is."""
     row = db.one("SELECT * FROM shift.readers WHERE reader_id = $1", ["text"], [name])
     if row is None:
         rows = db.execute("SELECT * FROM shift.readers WHERE lower(reader_id) = lower($1)", ["text"], [name])
         row = rows[0] if rows.nrows() == 1 else None
     if row is None:
         raise missing(db, "reader", name)
+    return row
+
+
+def resolve_reader(db, name):
+    """find_reader, with a mutable reader's name meaning its latest version."""
+    row = find_reader(db, name)
     if row["kind"] == "mutable":  # a mutable reader's name means its latest version (pyfuncs/versions.py)
         from .versions import options
 

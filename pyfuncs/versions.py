@@ -196,14 +196,9 @@ def _reader(db, name):
 
 
 def _mutable(db, name):
-    from .arguments import missing
+    from .arguments import find_reader
 
-    row = db.one("SELECT * FROM shift.readers WHERE reader_id = $1", ["text"], [name])
-    if row is None:
-        rows = db.execute("SELECT * FROM shift.readers WHERE lower(reader_id) = lower($1)", ["text"], [name])
-        row = rows[0] if rows.nrows() == 1 else None
-    if row is None:
-        raise missing(db, "reader", name)
+    row = find_reader(db, name)
     if row["kind"] != "mutable":
         raise ShiftError("reader %s is not a mutable reader" % name, WRONG_OBJECT_TYPE,
                          hint="make one over it first: SELECT shift.create_mutable_reader('%s_m', %r)"

@@ -14,29 +14,16 @@ import numpy as np
 import psycopg
 import pytest
 from psycopg import sql
-from psycopg.conninfo import make_conninfo
 
 from pyfuncs import embeddings
-from shift_cli.testbed import Database, WorkerProcess, digits, register_model
+from shift_cli.testbed import (USER_PASSWORD, Database, WorkerProcess, connect_as, digits, load_table, make_users,
+                               register_model, user_roles)
+from tests.shiftql_corpus import Q5 as SEED_Q5
 
-PASSWORD = "pw-" + uuid.uuid4().hex
 PROBE = "shapes10.regnetx-002"
 SHORT = {"steps": 2, "batch_size": 16}  # the fine-tuning protocol of the recorded history
-Q5 = """SELECT ModelId FROM Models
-WHERE Input == 'Vision' AND
-      Readers.ReaderId IN
-          (SELECT DataReaderId FROM DataReaders
-          ORDER BY Task2Vec LIMIT 1
-          TESTED ON TestReader
-      ) Q6
-ORDER BY FineTune(steps=2, batch_size=16) LIMIT 1"""
-
-
-def load_table(conn, table, xs, ys):
-    conn.execute("CREATE TABLE %s (id integer PRIMARY KEY, x real[] NOT NULL, y integer NOT NULL)" % table)
-    with conn.cursor().copy("COPY %s (id, x, y) FROM STDIN" % table) as copy:
-        for i, (x, y) in enumerate(zip(xs, ys)):
-            copy.write_row((i, np.asarray(x).ravel().tolist(), int(y)))
+# Q5 of seed 000 §3.2, with the short protocol the recorded history was made by
+Q5 = SEED_Q5.replace("ORDER BY FineTune LIMIT", "ORDER BY FineTune(steps=2, batch_size=16) LIMIT")
 
 
 def register(conn, schema, reader, xs, ys, input="Vision"):
@@ -48,16 +35,8 @@ def register(conn, schema, reader, xs, ys, input="Vision"):
 
 @pytest.fixture(scope="module")
 def user(cluster):
-    name = "t2v_%s" % uuid.uuid4().hex[:6]
-    with psycopg.connect(cluster.dsn("postgres"), autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(name), sql.Literal(PASSWORD)))
-    yield name
-    with psycopg.connect(cluster.dsn("postgres"), autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
-
-
-def connect_as(database, role):
-    return psycopg.connect(make_conninfo(database.dsn, user=role, password=PASSWORD), autocommit=True)
+    with user_roles(cluster, ("t2v",)) as names:
+        yield names["t2v"]
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +47,7 @@ def t2v(cluster, zoo, user):
                 register_model(conn, m)
             register_model(conn, dict(model_id="tabnet-s", source="onnx", locator="/models/tabnet.onnx",
                                       input="Tabular"))
-            conn.execute("SELECT shift.grant_usage(%s::regrole)", (user,))
-            conn.execute(sql.SQL("CREATE SCHEMA {0} AUTHORIZATION {0}").format(sql.Identifier(user)))
+            make_users(conn, [user])
             conn.execute("ALTER DATABASE %s SET shift.task2vec_probe = '%s'" % (database.name, PROBE))
         (x, y), (x2, y2) = digits(n_train=64, n_test=64)
         rng = np.random.default_rng(0)
@@ -187,7 +165,7 @@ def test_bad_input_fails_clearly_and_leaves_nothing(t2v, user, params, readers, 
 def test_embeddings_are_as_private_as_their_readers(t2v, user, cluster):
     other = "t2v_other_%s" % uuid.uuid4().hex[:6]
     with psycopg.connect(cluster.dsn("postgres"), autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(other), sql.Literal(PASSWORD)))
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(other), sql.Literal(USER_PASSWORD)))
     try:
         with t2v.connect() as conn:
             conn.execute("SELECT shift.grant_usage(%s::regrole)", (other,))

@@ -40,6 +40,8 @@ a proxy re-estimates on every sample it sees.
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class CostInputs:
@@ -56,12 +58,18 @@ class CostInputs:
     train_block_size: int = 1          # samples per cached block of the training reader
     cached_train_blocks: dict = field(default_factory=dict)  # per model: training blocks already inferred
     cached_test_samples: dict = field(default_factory=dict)  # per model: test samples already inferred
+    # a version of a mutable reader: per sample, in the order halving reads them, the code of the source
+    # block holding it (versions.block_codes); cached_train_blocks then holds such codes
+    train_block_codes: np.ndarray | None = None
 
     def missing_train(self, model, lo, hi):
         """Training samples in [lo, hi) that model must still infer."""
         cached = self.cached_train_blocks.get(model)
         if not cached:
             return hi - lo
+        if self.train_block_codes is not None:
+            codes = self.train_block_codes[lo:hi]
+            return int(np.count_nonzero(~np.isin(codes, np.fromiter(cached, np.int64, len(cached)))))
         size, out = self.train_block_size, 0
         for b in range(lo // size, -(-hi // size)):
             if b not in cached:
@@ -162,5 +170,8 @@ def estimate(c, models, sched):
         "rounds": [{"k": r.index, "models": r.models, "r_k": r.pulls, "R_k": r.seen, "seconds": s}
                    for r, s in zip(sched.rounds, rounds)],
         "sh_test_phase": test_phase,
+        # incremental work (seed 000 §5): samples without features of their current content, over the models
+        "missing_N": sum(c.missing_train(m, 0, c.train_samples) for m in models),
+        "missing_O": sum(c.missing_test(m) for m in models),
     }
     return Estimate(full, test_phase + sum(rounds), terms)

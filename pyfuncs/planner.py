@@ -360,14 +360,36 @@ def measure(req, run_here=True):
         [req.test["reader_id"]])
     e_proxy, t_o = proxy_costs(req, run_here)
     # incremental work: only blocks without features of their current content cost inference
-    train_fresh, _ = block_states(db, req.models, req.train["reader_id"])
-    test_fresh, _ = block_states(db, req.models, req.test["reader_id"])
+    train_codes, train_fresh = fresh_blocks(db, req.models, req.train)
+    test_codes, test_fresh = fresh_blocks(db, req.models, req.test)
+    if test_codes is None:
+        test_cached = {m: cached_samples(req.test, b) for m, b in test_fresh.items()}
+    else:
+        test_cached = {m: int(np.isin(test_codes, np.fromiter(b, np.int64, len(b))).sum()) if b else 0
+                       for m, b in test_fresh.items()}
     return costmodel.CostInputs(
         train_samples=req.train["num_samples"], test_samples=req.test["num_samples"], devices=req.devices,
         load_seconds=load, infer_seconds=infer, read_seconds=read["s"] if read else 0.0,
         feature_read_seconds=t_o, proxy_seconds=e_proxy, train_block_size=req.train["block_size"],
-        cached_train_blocks={m: frozenset(b) for m, b in train_fresh.items()},
-        cached_test_samples={m: cached_samples(req.test, b) for m, b in test_fresh.items()}, **survival(req))
+        cached_train_blocks=train_fresh, cached_test_samples=test_cached, train_block_codes=train_codes,
+        **survival(req))
+
+
+def fresh_blocks(db, models, reader):
+    """(None, {model: blocks}) of a plain reader's blocks whose features are of their current content;
+    for a version, (block codes of its samples, {model: codes}) over its sources' blocks."""
+    if reader["kind"] != "version":
+        fresh, _ = block_states(db, models, reader["reader_id"])
+        return None, {m: frozenset(b) for m, b in fresh.items()}
+    sources = plain_readers(db, reader)
+    codes, number = versions.block_codes(reader, {r["reader_id"]: r["block_size"] for r in sources})
+    out = {m: set() for m in models}
+    for source in sources:
+        fresh, _ = block_states(db, models, source["reader_id"])
+        base = number[source["reader_id"]] * versions.BLOCK_CODE_STRIDE
+        for m, blocks in fresh.items():
+            out[m].update(base + b for b in blocks)
+    return codes, {m: frozenset(b) for m, b in out.items()}
 
 
 def cached_samples(reader, blocks):

@@ -15,7 +15,8 @@ Kinds and what a sample is:
   or one column of image paths relative to the file (Vision, read as encoded bytes);
 * ``imagefolder``: an image file (encoded bytes) in a class subfolder;
 * ``hf``: a row of a Hugging Face ``datasets`` dataset saved with ``save_to_disk``;
-* ``tfds``: an example of a TFDS prepared directory, in shard and record order.
+* ``tfds``: an example of a TFDS prepared directory, in shard and record order;
+* ``version``: a version of a mutable reader, its samples read from its source readers.
 
 Labels are mapped to contiguous class ids: the index of the label's text in
 ``reader["classes"]``. The text of a label is what registration used: PostgreSQL's
@@ -819,8 +820,75 @@ def verified(reader: dict, blocks: Iterator[Block]) -> Iterator[Block]:
         raise damaged(reader, "cannot be read: %s" % str(e)[:200]) from None
 
 
+# -- versions of mutable readers ---------------------------------------------------------------
+
+def iter_version_blocks(reader: dict, blocks: list[int], conn) -> Iterator[Block]:
+    """Blocks of a version of a mutable reader (pyfuncs/versions.py), each assembled from its sources.
+
+    Block b of a version is its positions [b * block_size, (b + 1) * block_size); each position is a
+    sample of a source reader, read from the source block holding it, its label renumbered from the
+    source's classes to the version's. One block of each source is held: a version's segments run
+    through their sources in order, so the next version block mostly reads the same or the next one."""
+    import psycopg
+    from psycopg.rows import dict_row
+
+    from pyfuncs import versions
+
+    if conn is None:
+        raise ValueError("reader %s is a version of a mutable reader and needs a database connection"
+                         % reader["reader_id"])
+    own = isinstance(conn, str)
+    if own:
+        conn = psycopg.connect(conn, application_name="shift-reader")
+    try:
+        comp = versions.Composition.from_segments(versions.options(reader)["segments"])
+        with conn.cursor(row_factory=dict_row) as cur:
+            cur.execute("SELECT * FROM shift.readers WHERE reader_id = ANY(%s)", (comp.sources,))
+            sources = {r["reader_id"]: r for r in cur.fetchall()}
+        lost = [s for s in comp.sources if s not in sources]
+        if lost:
+            raise ValueError("reader %s reads reader %s, which is not registered" % (reader["reader_id"], lost[0]))
+        index = class_index(reader)
+        relabel = {s: np.array([index[str(c)] for c in r["classes"]], np.int32) for s, r in sources.items()}
+        held: dict[str, Block] = {}
+
+        def source_block(name, block):
+            if name not in held or held[name][0] != block:
+                held.pop(name, None)  # the block it held goes before the next is read
+                stream = iter_blocks(sources[name], [block], conn)
+                try:
+                    held[name] = next(stream)
+                finally:
+                    stream.close()  # a SQL reader's cursor goes now
+            return held[name]
+
+        for b in blocks:
+            start, stop = block_range(reader, b)
+            src, idx = comp.src[start:stop], comp.idx[start:stop]
+            xs: list = [None] * (stop - start)
+            ys = np.empty(stop - start, np.int32)
+            arrays = True
+            for code in np.unique(src):
+                name = comp.sources[int(code)]
+                size = int(sources[name]["block_size"])
+                here = np.flatnonzero(src == code)
+                for sb in np.unique(idx[here] // size):
+                    rows = here[idx[here] // size == sb]
+                    _, sx, sy = source_block(name, int(sb))
+                    arrays = arrays and isinstance(sx, np.ndarray) and sx.dtype != object
+                    offsets = idx[rows] - int(sb) * size
+                    for r, o in zip(rows.tolist(), offsets.tolist()):
+                        xs[r] = sx[o]
+                    ys[rows] = relabel[name][np.asarray(sy, np.int64)[offsets]]
+            yield b, (np.stack(xs) if arrays else xs), ys
+    finally:
+        if own:
+            conn.close()
+
+
 READERS = {
     "sql": None,  # needs the connection: see iter_blocks
+    "version": None,  # reads its sources, with the connection
     "npz": iter_npz_blocks,
     "npy": iter_npy_blocks,
     "csv": iter_csv_blocks,
@@ -843,6 +911,8 @@ def iter_blocks(reader: dict, blocks: Iterable[int], conn=None) -> Iterator[Bloc
     kind = reader["kind"]
     if kind == "sql":
         return verified(reader, iter_sql_blocks(reader, wanted, conn))
+    if kind == "version":
+        return verified(reader, iter_version_blocks(reader, wanted, conn))
     if kind not in READERS:
         raise ValueError("reader %s has kind %r, which this worker cannot read; supported kinds: %s"
                          % (reader["reader_id"], kind, ", ".join(READERS)))

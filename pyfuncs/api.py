@@ -58,8 +58,6 @@ def score(db, scorer_name, params, model_ids, test_reader, train_reader, top_k=N
     require_known(db, "model", models)
 
     if scorer.kind == "finetune":
-        for r in (test, train):
-            versions.require_plain(r, "fine-tuning")
         # every model is fine-tuned: halving needs a proxy that is cheap on a data fraction
         values, left_out = finetuning.scores(db, scorer, resolved, models, test, train)
     else:
@@ -127,8 +125,6 @@ task_distance = _sql_errors(datasim.task_distance)
 @_sql_errors
 def finetune(db, model_ids, train_reader, validation_reader, test_reader, params):
     readers = [resolve_reader(db, r) for r in (train_reader, validation_reader, test_reader)]
-    for r in readers:
-        versions.require_plain(r, "fine-tuning")
     return finetuning.finetune(db, model_ids, *readers, params)
 
 

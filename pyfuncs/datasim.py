@@ -64,7 +64,6 @@ def _probe(db, probe):
 def _check_computable(readers, probe, given):
     """What makes a reader's embedding impossible with these settings, before anything is queued."""
     for r in readers:
-        versions.require_plain(r, "task2vec")
         if len(r["classes"]) < 2:
             raise ShiftError("reader %s has one class (%s); a task2vec embedding needs two or more"
                              % (r["reader_id"], ", ".join(r["classes"])), INVALID_PARAMETER,
@@ -111,14 +110,15 @@ def ensure(db, chosen, readers, given):
     if not missing:
         return current
     probe = _probe(db, chosen["probe"])
-    rows = db.execute("SELECT reader_id, kind, num_samples, classes, input FROM shift.readers "
-                      "WHERE reader_id = ANY($1) ORDER BY reader_id", ["text[]"], [missing])
-    _check_computable(list(rows), probe, given)
+    rows = list(db.execute("SELECT reader_id, kind, options, num_samples, classes, input FROM shift.readers "
+                           "WHERE reader_id = ANY($1) ORDER BY reader_id", ["text[]"], [missing]))
+    _check_computable(rows, probe, given)
     queue.require_read_committed(db)
     queue.require_live_worker(db)
     planned = [("datasim", tasks.datasim_key(r, current[r], chosen), tasks.datasim_payload(r, current[r], chosen), [])
                for r in missing]
-    queue.wait(db, queue.enqueue(db, planned, [chosen["probe"]], set(missing)))
+    # a version reads its sources: the rights on them are checked with the task's
+    queue.wait(db, queue.enqueue(db, planned, [chosen["probe"]], set(missing).union(*map(versions.source_ids, rows))))
     current = _versions(db, readers)
     have = stored(db, "task2vec", chosen, readers, current, values=False)
     lost = [r for r in readers if r not in have]

@@ -11,7 +11,7 @@ The protocol itself runs in the worker (gpu_daemon.finetune); this module plans
 the tasks, waits for them, and reads the table.
 """
 
-from . import queue, scorers, tasks
+from . import queue, scorers, tasks, versions
 from .arguments import distinct_ids, json_object, require_known
 from .errors import INTERNAL_ERROR, INVALID_PARAMETER, NOT_READY, ShiftError
 
@@ -79,7 +79,9 @@ def run(db, model_ids, train, validation, test, params):
         queue.require_live_worker(db)
         planned = [("finetune", tasks.finetune_key(m, *ids, params), tasks.finetune_payload(m, *ids, params), [])
                    for m in missing]
-        left_out.update(queue.wait(db, queue.enqueue(db, planned, models, set(ids)), leave_out_unloadable=True))
+        # a version reads its sources: the rights on them are checked with the task's
+        readers = set(ids).union(*(versions.source_ids(r) for r in (train, validation, test)))
+        left_out.update(queue.wait(db, queue.enqueue(db, planned, models, readers), leave_out_unloadable=True))
         done = _results(db, models, *ids, params)
         lost = [m for m in missing if m not in done and m not in left_out]
         if lost:

@@ -21,7 +21,7 @@ import json
 
 import numpy as np
 
-from .errors import DUPLICATE_OBJECT, FEATURE_NOT_SUPPORTED, INVALID_PARAMETER, WRONG_OBJECT_TYPE, ShiftError
+from .errors import DUPLICATE_OBJECT, INVALID_PARAMETER, WRONG_OBJECT_TYPE, ShiftError
 
 VERSION_SEPARATOR = "@"
 SPREAD_NOTE = "add-reader samples spread uniformly over the halving chunks (seed 000 §5)"
@@ -143,6 +143,19 @@ def positions(reader, fidelity):
     return halving_order(reader)[:fidelity]
 
 
+BLOCK_CODE_STRIDE = 1 << 32  # a block code is source number * stride + block
+
+
+def block_codes(reader, block_sizes):
+    """Per sample of a version, in halving order, the code of the source block holding it, and
+    {source reader: its number in the codes}: what the cost model counts cached blocks by."""
+    comp = Composition.from_segments(options(reader)["segments"])
+    order = halving_order(reader)
+    src, idx = comp.src[order], comp.idx[order]
+    sizes = np.array([block_sizes[s] for s in comp.sources], np.int64)
+    return src * BLOCK_CODE_STRIDE + idx // sizes[src], {s: i for i, s in enumerate(comp.sources)}
+
+
 def needed_blocks(reader, fidelity, block_sizes):
     """{source reader: sorted blocks} a proxy at `fidelity` over this version reads."""
     comp = Composition.from_segments(options(reader)["segments"])
@@ -170,12 +183,6 @@ def content_blocks(reader, fidelity, block_sizes):
     n = reader["num_samples"] if fidelity is None else min(int(fidelity), reader["num_samples"])
     size = block_sizes[reader["reader_id"]]
     return [(reader["reader_id"], b) for b in range(-(-n // size))]
-
-
-def require_plain(reader, what):
-    if reader["kind"] == "version":
-        raise ShiftError("%s on a version of a mutable reader (%s) is not supported yet" % (what, reader["reader_id"]),
-                         FEATURE_NOT_SUPPORTED, hint="register a plain reader holding the data")
 
 
 def source_blocks(db, reader, fidelity):

@@ -6,6 +6,7 @@ samples of the steps are inferred. Older versions stay queryable with their own 
 steps fail with a SQLSTATE and write nothing; readers stay private.
 """
 
+import json
 import uuid
 
 import numpy as np
@@ -202,6 +203,52 @@ def test_successive_halving_spreads_added_samples_over_its_rounds(mdb):
     seen = dict(conn.execute("SELECT reader_id, sum(num_rows) FROM shift.features WHERE model_id = %s "
                              "AND reader_id IN ('SBase', 'SAdd') GROUP BY 1", (dropped,)).fetchall())
     assert seen == {"SBase": 32, "SAdd": 16}  # appended at the end, the first round would have seen none
+
+
+def test_the_cost_model_of_a_new_version_counts_only_its_samples_without_features(mdb):
+    database, conn, data, _, _, models = mdb
+    data.reader("CBase", data.fresh(64), block=8)
+    data.reader("CFix", data.fresh(8), block=8)
+    conn.execute("SELECT shift.create_mutable_reader('C', 'CBase')")
+    scores(conn, "CosineNN", "{}", models, "C")  # every model infers all of CBase, as version C@1
+    conn.execute("SELECT shift.change_reader('C', 'CFix', %s)", (list(range(0, 64, 8)),))
+    engine = dict(conn.execute("SELECT section, content FROM shift.explain(%s)", (
+        "SELECT ModelId FROM Models ORDER BY CosineNN LIMIT 1 TESTED ON MTest TRAINED ON C",)).fetchall())["engine"]
+    described = json.loads(engine[engine.index(": {") + 2:])
+    # C@2 is CBase's blocks, all inferred, and CFix's one block, inferred by no model
+    assert described["terms"]["N"] == 64 and described["terms"]["missing_N"] == 8 * len(models)
+    assert described["terms"]["missing_O"] == 0
+    assert described["blocks"]["CFix"] == {"blocks": 1, "models": len(models), "cached": 0, "stale": 0,
+                                           "missing": len(models), "source_changed": True}
+
+
+def test_fine_tuning_and_task2vec_read_a_version_from_its_sources(mdb):
+    database, conn, data, _, _, models = mdb
+    base = data.reader("FBase", data.fresh(48), block=8)
+    fixes = data.reader("FFix", data.fresh(8), block=8)
+    where = [1, 9, 10, 20, 30, 40, 41, 47]
+    conn.execute("SELECT shift.create_mutable_reader('F', 'FBase')")
+    conn.execute("SELECT shift.change_reader('F', 'FFix', %s)", (where,))
+    flat = list(base)
+    for j, i in enumerate(where):
+        flat[i] = fixes[j]
+    data.reader("FFlat", flat, block=8)  # the samples of F@2, in its order, as one plain reader
+    classes = dict(conn.execute("SELECT reader_id, classes FROM shift.readers WHERE reader_id IN ('F@2', 'FFlat')"))
+    assert classes["F@2"] == classes["FFlat"]
+    protocol = json.dumps({"steps": 3, "batch_size": 16})
+    tuned = {train: conn.execute("SELECT model_id, test_accuracy, validation_accuracy FROM shift.finetune(%s, %s, "
+                                 "'FFlat', 'FFlat', %s)", (models[:1], train, protocol)).fetchall()
+             for train in ("F", "FFlat")}
+    assert tuned["F"] == tuned["FFlat"] and len(tuned["F"]) == 1
+    assert conn.execute("SELECT count(*) FROM shift.finetune_results WHERE train_reader = 'F@2'").fetchone()[0] == 1
+    # Task2Vec of the version: the embedding of the same samples in the same order
+    probe = json.dumps({"probe": models[0]})
+    near = conn.execute("SELECT reader_id, score FROM shift.dataset_similarity('Task2Vec', %s, ARRAY['FFlat', "
+                        "'FBase'], 'F')", (probe,)).fetchall()
+    assert dict(near)["FFlat"] == pytest.approx(0.0, abs=1e-6) and dict(near)["FBase"] > 1e-6
+    made = dict(conn.execute("SELECT reader_id, embedding FROM shift.task_embeddings "
+                             "WHERE reader_id IN ('F@2', 'FFlat')").fetchall())
+    assert np.allclose(made["F@2"], made["FFlat"], rtol=1e-5)
 
 
 @pytest.mark.parametrize("call,args,message", [

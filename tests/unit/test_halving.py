@@ -2,9 +2,10 @@
 
 import dataclasses
 
+import numpy as np
 import pytest
 
-from pyfuncs import costmodel, halving
+from pyfuncs import costmodel, halving, versions
 from pyfuncs.errors import ShiftError
 
 
@@ -171,3 +172,26 @@ def test_a_rerun_costs_only_the_blocks_it_lacks():
     test_phase, rounds = costmodel.with_sh(done, ["a"], s)
     assert test_phase == 0.0
     assert costmodel.with_sh(full, ["a"], s)[1][0] > rounds[0]
+
+
+def test_a_version_costs_only_its_samples_in_source_blocks_without_features():
+    # base: 100 samples in blocks of 10, every block inferred by model a; a change-reader of 4 samples
+    # (one block of 10) replaces 4 of them, then an add-reader of 20 (blocks of 10) is spread over the rest
+    comp = versions.Composition.from_segments([["base", 0, 100]])
+    comp = comp.change(versions.Composition.from_segments([["fix", 0, 4]]), np.array([3, 17, 42, 99]))
+    comp = comp.add(versions.Composition.from_segments([["more", 0, 20]]))
+    order = versions.spread(np.arange(100), np.arange(100, 120))
+    reader = {"num_samples": 120, "options": {"segments": comp.segments(), "halving_order": versions.to_runs(order)}}
+    codes, number = versions.block_codes(reader, {"base": 10, "fix": 10, "more": 10})
+    assert len(codes) == 120 and set(number) == {"base", "fix", "more"}
+    base = {number["base"] * versions.BLOCK_CODE_STRIDE + b for b in range(10)}
+    full = costmodel.CostInputs(120, 10, 1, {"a": 1.0}, {"a": 0.01}, 0.001, 0.0001, 0.002)
+    c = dataclasses.replace(full, cached_train_blocks={"a": frozenset(base)}, train_block_codes=codes)
+    # the 4 changed and 20 added samples are missing, wherever halving reads them
+    assert c.missing_train("a", 0, 120) == 24
+    new = (order >= 100) | np.isin(order, [3, 17, 42, 99])
+    assert c.missing_train("a", 0, 60) == int(new[:60].sum()) and c.missing_train("a", 60, 120) == int(new[60:].sum())
+    # with the add-reader's first block inferred too, its second one (samples 10-19) is what remains
+    more = dataclasses.replace(c, cached_train_blocks={"a": frozenset(base | {number["more"] * versions.BLOCK_CODE_STRIDE})})
+    assert more.missing_train("a", 0, 120) == 4 + 10
+    assert costmodel.estimate(c, ["a"], halving.schedule(1, 120)).terms["missing_N"] == 24

@@ -73,7 +73,7 @@ def test_clear_errors(npz, tmp_path):
         list(iter_blocks(_reader(path, 30, ["cat", "dog", "emu"], block_size=5), [0]))
     with pytest.raises(ValueError, match="does not exist on this worker"):
         list(iter_blocks(_reader(tmp_path / "gone.npz", 23, ["cat"], block_size=5), [0]))
-    with pytest.raises(ValueError, match="kind 'parquet'.*supported kinds: sql, npz, npy, csv, imagefolder, hf, tfds"):
+    with pytest.raises(ValueError, match="kind 'parquet'.*supported kinds: sql, version, npz, npy, csv, imagefolder, hf, tfds"):
         iter_blocks(dict(_reader(path, 23, ["cat"], 5), kind="parquet"), [0])
     with pytest.raises(ValueError, match="needs a database connection"):
         list(iter_blocks(dict(_reader(path, 23, ["cat"], 5), kind="sql", source="SELECT 1"), [0]))

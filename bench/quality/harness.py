@@ -8,11 +8,17 @@ One run:
 3. records the ground truth with `shift.finetune`: every model fine-tuned on every
    task by the protocol of seed 002 §4.3, run by the workers and kept in
    shift.finetune_results (a rerun reads it back);
-4. runs every strategy as a SHiFT-QL query per task, pool and budget B: the
+4. embeds every task's training reader with Task2Vec (datasim tasks of the workers,
+   the profile's probe) and finds, for each task, its nearest other task (the
+   nearest-task table, the analogue of seed 002 Table 6);
+5. runs every strategy as a SHiFT-QL query per task, pool and budget B: the
    task-agnostic Q1 of seed 000 §3.2 (upstream accuracy), the task-aware NN (Q2, with
-   Euclidean distance as seed 002 §4.3) and Linear (Q3), and the hybrids of seed 002
-   §5.3 (Q4: the task-agnostic top-1 and the task-aware top-(B-1));
-5. scores the picks with bench.quality.metrics (relative regret, eq. 2) and writes the
+   Euclidean distance as seed 002 §4.3) and Linear (Q3), the hybrids of seed 002
+   §5.3 (Q4: the task-agnostic top-1 and the task-aware top-(B-1)), the meta-learned
+   Q5 (seed 002 §3, Appendix H: leave the task out, find its nearest task among the
+   others by Task2Vec, rank the models by their fine-tuned accuracy there) and the
+   hybrid of the task-agnostic top-1 and the meta-learned top-(B-1);
+6. scores the picks with bench.quality.metrics (relative regret, eq. 2) and writes the
    report of bench.quality.report.
 
 Task-aware proxies are computed on the validation reader, as seed 002 §4.3 does.
@@ -20,7 +26,10 @@ Search time is measured with a cold cache: before a task-aware strategy runs on 
 task, the features and proxy values of that task's readers are deleted, and one
 query over the All pool ranks every model; the pools' queries then read the cache.
 A smaller pool's search time is the All pool's wall time in proportion to the
-worker time its models took, which the queue records per task.
+worker time its models took, which the queue records per task. A meta-learned
+strategy's search time is the worker time of embedding the new task (its datasim
+task; the other tasks' embeddings and fine-tuning results are the history a
+meta-learned search assumes) plus the time of its query.
 
     python -m bench.quality [--profile small|full] [--dsn DSN] [--out DIR]
 
@@ -53,6 +62,8 @@ class Profile:
     tasks: tuple[str, ...]        # downstream tasks, keys of datasets.DOWNSTREAM
     sizes: dict                   # samples per split
     finetune: dict                # shift.finetune parameters (seed 002 §4.3 protocol)
+    probe: str                    # the Task2Vec probe network, a zoo model
+    task2vec: dict                # Task2Vec parameters besides the probe
     budgets: tuple[int, ...] = (1, 2, 3)
 
 
@@ -62,11 +73,16 @@ PROFILES = {
     # ground truth of every model and task under an hour
     "full": Profile(zoo="full", tasks=tuple(datasets.DOWNSTREAM),
                     sizes={"train": 800, "validation": 200, "test": 500},
-                    finetune={"lr": 0.01, "lr_grid": 2, "steps": 40, "batch_size": 32}),
+                    finetune={"lr": 0.01, "lr_grid": 2, "steps": 40, "batch_size": 32},
+                    # seed 002 Appendix H probes with an ImageNet ResNet-34: here the ResNet trained
+                    # longest on the broad upstream task. 300 of the 800 training samples keep a
+                    # datasim task near a minute on 2 CPU cores
+                    probe="mixture.resnet10t-long", task2vec={"max_samples": 300}),
     # the test suite's: a few minutes end to end
     "small": Profile(zoo="small", tasks=tuple(datasets.DOWNSTREAM)[:2],
                      sizes={"train": 120, "validation": 60, "test": 60},
-                     finetune={"lr": 0.01, "lr_grid": 2, "steps": 8, "batch_size": 32}),
+                     finetune={"lr": 0.01, "lr_grid": 2, "steps": 8, "batch_size": 32},
+                    probe="mixture.resnet10t", task2vec={"max_samples": 60}),
 }
 
 LINEAR = "Linear(lr=0.1)"
@@ -88,8 +104,12 @@ STRATEGIES = (
     Strategy("Linear", "proxy", LINEAR, "Linear"),
     Strategy("Hybrid-NN", "hybrid", NN, "NN", min_budget=2),
     Strategy("Hybrid-Linear", "hybrid", LINEAR, "Linear", min_budget=2),
+    Strategy("Task2Vec", "meta", family="Task2Vec"),
+    Strategy("Hybrid-Task2Vec", "hybrid-meta", family="Task2Vec", min_budget=2),
 )
-HYBRIDS = {"Hybrid-NN": ["TaskAgnostic", "NN"], "Hybrid-Linear": ["TaskAgnostic", "Linear"]}
+STRATEGIES_BY_NAME = {s.name: s for s in STRATEGIES}
+HYBRIDS = {"Hybrid-NN": ["TaskAgnostic", "NN"], "Hybrid-Linear": ["TaskAgnostic", "Linear"],
+           "Hybrid-Task2Vec": ["TaskAgnostic", "Task2Vec"]}
 
 
 @dataclass
@@ -121,14 +141,40 @@ def reader_ids(task: str) -> dict[str, str]:
     return {split: "%s_%s" % (base, split) for split in ("train", "validation", "test")}
 
 
-def shiftql(strategy: Strategy, pool: Pool, budget: int | None, readers: dict[str, str]) -> str:
-    """The SHiFT-QL text of a strategy; budget None ranks the whole pool."""
+def shiftql_params(params: dict) -> str:
+    """Scorer parameters as SHiFT-QL writes them: (lr=0.01, steps=40)."""
+    return "(%s)" % ", ".join("%s=%s" % (k, "'%s'" % v if isinstance(v, str) else v) for k, v in sorted(params.items()))
+
+
+def meta_learned(profile: Profile, pool: Pool, task: str) -> str:
+    """Q5 of seed 000 §3.2 with the task left out: the models of the pool where they were fine-tuned
+    on the task nearest this one by Task2Vec among the others, ranked by that recorded accuracy."""
+    others = ", ".join("'%s'" % reader_ids(t)["train"] for t in profile.tasks if t != task)
+    return ("SELECT ModelId FROM Models WHERE {w} AND Readers.ReaderId IN "
+            "(SELECT DataReaderId FROM DataReaders WHERE DataReaderId IN ({others}) "
+            "ORDER BY Task2Vec{t2v} LIMIT 1 TESTED ON {target}) "
+            "ORDER BY FineTune{ft}").format(w=pool.where, others=others, target=reader_ids(task)["train"],
+                                            t2v=shiftql_params(dict(profile.task2vec, probe=profile.probe)),
+                                            ft=shiftql_params(profile.finetune))
+
+
+def shiftql(strategy: Strategy, pool: Pool, budget: int | None, readers: dict[str, str],
+            profile: Profile | None = None, task: str | None = None) -> str:
+    """The SHiFT-QL text of a strategy; budget None ranks the whole pool. The meta-learned
+    strategies need the profile (its tasks, probe and protocol) and the task left out."""
     limit = "" if budget is None else " LIMIT %d" % budget
     on = "TESTED ON %s TRAINED ON %s" % (readers["validation"], readers["train"])
     if strategy.kind == "agnostic":
         return "SELECT ModelId FROM Models WHERE %s ORDER BY UpstreamAccuracy DESC%s" % (pool.where, limit)
     if strategy.kind == "proxy":
         return "SELECT ModelId FROM Models WHERE %s ORDER BY %s ASC%s %s" % (pool.where, strategy.scorer, limit, on)
+    if strategy.kind == "meta":
+        return meta_learned(profile, pool, task) + limit
+    if strategy.kind == "hybrid-meta":
+        rest = Pool(pool.name, "%s AND ModelId NOT IN Q1" % pool.where, pool.members)
+        return ("Q1 := SELECT ModelId FROM Models WHERE {w} ORDER BY UpstreamAccuracy DESC LIMIT 1\n"
+                "Q4 := Q1 UNION {meta} LIMIT {k}").format(w=pool.where, meta=meta_learned(profile, rest, task),
+                                                         k=budget - 1)
     # Q4 of seed 000 §3.2, the hybrid of seed 002 §5.3
     return ("Q1 := SELECT ModelId FROM Models WHERE {w} ORDER BY UpstreamAccuracy DESC LIMIT 1\n"
             "Q4 := Q1 UNION SELECT ModelId FROM Models WHERE {w} AND ModelId NOT IN Q1 "
@@ -155,6 +201,9 @@ class Benchmark:
         self.pools: list[Pool] = []
         self.timings: dict[str, float] = {}
         self.rankings: dict[tuple[str, str], dict[str, float]] = {}  # (task, family) -> every model's proxy error
+        self.nearest: list[report.NearestTask] = []
+        self.embedding_seconds: dict[str, float] = {}   # task -> worker seconds of its Task2Vec embedding
+        self.embedding_facts: dict[str, list] = {"samples": [], "devices": []}
 
     # -- set-up --------------------------------------------------------------------------
 
@@ -241,6 +290,37 @@ class Benchmark:
             "GROUP BY 1", (since,)).fetchall()
         return scores, wall, dict(rows)
 
+    def nearest_tasks(self) -> list[report.NearestTask]:
+        """Every task's training reader embedded by Task2Vec, and each task's nearest others.
+
+        The first call queues a datasim task per training reader (the workers compute them);
+        the embedding seconds the workers recorded are kept for the meta-learned search times."""
+        started = time.perf_counter()
+        params = json.dumps(dict(self.profile.task2vec, probe=self.profile.probe))
+        trains = {t: reader_ids(t)["train"] for t in self.profile.tasks}
+        out = []
+        for task in self.profile.tasks:
+            others = [trains[t] for t in self.profile.tasks if t != task]
+            ranked = self.conn.execute(
+                "SELECT reader_id, score FROM shift.dataset_similarity('Task2Vec', %s, %s, %s) "
+                "ORDER BY score, reader_id", (params, others, trains[task])).fetchall()
+            by_reader = {r: t for t, r in trains.items()}
+            out.append(report.NearestTask(task, datasets.DOWNSTREAM[task].kind,
+                                          [(by_reader[r], datasets.DOWNSTREAM[by_reader[r]].kind, d)
+                                           for r, d in ranked[:2]]))
+        rows = self.conn.execute(
+            "SELECT reader_id, seconds, num_samples, device FROM shift.task_embeddings "
+            "WHERE kind = 'task2vec' AND reader_id = ANY(%s) AND settings @> %s",
+            (list(trains.values()), params)).fetchall()
+        seconds = {r[0]: r[1] for r in rows}
+        self.embedding_seconds = {t: seconds[trains[t]] for t in self.profile.tasks}
+        self.timings["task2vec embeddings and nearest tasks (wall)"] = time.perf_counter() - started
+        self.timings["task2vec datasim seconds, all tasks (workers)"] = sum(self.embedding_seconds.values())
+        self.embedding_facts = {"samples": sorted({r[2] for r in rows}), "devices": sorted({r[3] for r in rows})}
+        _log("embedded %d tasks with Task2Vec (probe %s) in %.1fs of worker time"
+             % (len(rows), self.profile.probe, sum(self.embedding_seconds.values())))
+        return out
+
     def selections(self) -> list[metrics.Selection]:
         started = time.perf_counter()
         out = []
@@ -259,6 +339,14 @@ class Benchmark:
                         self._query(shiftql(strategy, pool, None, ids))
                         seconds, scores, higher = time.perf_counter() - t0, \
                             {m: upstream[m] for m in pool.members}, True
+                    elif strategy.kind in ("meta", "hybrid-meta"):
+                        # the embedding of the new task, then Q5 over the recorded history
+                        t0 = time.perf_counter()
+                        ranked = dict(self._query(shiftql(STRATEGIES_BY_NAME["Task2Vec"], pool, None, ids,
+                                                          self.profile, task)))
+                        seconds = self.embedding_seconds[task] + time.perf_counter() - t0
+                        scores = ranked if strategy.kind == "meta" else None
+                        higher = False
                     else:
                         all_scores, wall, worker = measured[strategy.family]
                         share = sum(worker.get(m, 0.0) for m in pool.members) / max(sum(worker.values()), 1e-9)
@@ -268,7 +356,8 @@ class Benchmark:
                     for budget in self.profile.budgets:
                         if budget < strategy.min_budget or budget > len(pool.members):
                             continue
-                        picked = [m for m, _ in self._query(shiftql(strategy, pool, budget, ids))]
+                        picked = [m for m, _ in self._query(shiftql(strategy, pool, budget, ids, self.profile,
+                                                                    task))]
                         stray = set(picked) - set(pool.members)
                         if stray:
                             raise AssertionError("pool %s returned %s, outside the pool" % (pool.name, sorted(stray)))
@@ -284,6 +373,7 @@ class Benchmark:
         started = time.perf_counter()
         self.build()
         truth = self.ground_truth()
+        self.nearest = self.nearest_tasks()
         chosen = self.selections()
         kinds = {t: datasets.DOWNSTREAM[t].kind for t in self.profile.tasks}
         rows = metrics.evaluate(chosen, truth, {p.name: p.members for p in self.pools}, kinds)
@@ -307,6 +397,9 @@ class Benchmark:
             "downstream tasks": ", ".join("%s (%s)" % (t, datasets.DOWNSTREAM[t].kind) for t in self.profile.tasks),
             "split sizes": ", ".join("%s %d" % kv for kv in self.profile.sizes.items()),
             "fine-tuning protocol": json.dumps(self.profile.finetune, sort_keys=True),
+            "task2vec": "probe %s, %s; %s samples per task, on %s" % (
+                self.profile.probe, json.dumps(self.profile.task2vec, sort_keys=True),
+                ", ".join(map(str, self.embedding_facts["samples"])), ", ".join(self.embedding_facts["devices"])),
             "pools": ", ".join("%s (%d): %s" % (p.name, len(p.members), p.where) for p in self.pools),
             "fine-tuning seconds, all models and tasks": round(fine_seconds, 1),
         }
@@ -314,8 +407,8 @@ class Benchmark:
         return meta
 
 
-def write(rows, summary, meta, out_dir: Path) -> dict:
-    return report.write(rows, summary, Path(out_dir), meta, hybrids=HYBRIDS)
+def write(rows, summary, meta, out_dir: Path, nearest=None) -> dict:
+    return report.write(rows, summary, Path(out_dir), meta, hybrids=HYBRIDS, nearest=nearest)
 
 
 def _live_workers(conn) -> int:
@@ -367,12 +460,13 @@ def main(argv=None) -> int:
         else:
             started_here = None
         try:
-            rows, summary, meta = Benchmark(conn, data_dir, args.profile, args.seed).run()
+            benchmark = Benchmark(conn, data_dir, args.profile, args.seed)
+            rows, summary, meta = benchmark.run()
         finally:
             if started_here is not None:
                 from shift_cli.workers import stop_workers
                 stop_workers(started_here)
-    paths = write(rows, summary, meta, out)
+    paths = write(rows, summary, meta, out, benchmark.nearest)
     _log("wrote %s" % ", ".join(str(p) for p in paths.values()))
     return 0
 

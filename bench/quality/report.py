@@ -5,10 +5,12 @@
     quality.csv         one line per row (task, pool, strategy, budget), exact floats
     summary.csv         one line per (strategy, budget, pool, kind)
     meta.json           the run's description, so the report can be rebuilt
+    nearest.csv         each task's nearest other tasks by Task2Vec, with their distances
     quality.md          the report: mean relative regret per strategy x pool (§5.1-5.3),
                         the same per task kind (§4.1), the hybrid against its parts
                         (§5.3), time against fine-tuning the whole pool (§3: the budget
-                        counts fine-tunings), and per-task detail
+                        counts fine-tunings), the nearest-task table of the meta-learned
+                        strategies (seed 002 Appendix H, Table 6), and per-task detail
     regret_by_pool.png  mean relative regret per strategy, grouped by pool
     time_vs_regret.png  search time against mean relative regret, with the time of
                         fine-tuning the whole pool as reference
@@ -42,6 +44,7 @@ META_JSON = "meta.json"
 QUALITY_MD = "quality.md"
 REGRET_PNG = "regret_by_pool.png"
 TIME_PNG = "time_vs_regret.png"
+NEAREST_CSV = "nearest.csv"
 
 PICKED_SEPARATOR = ";"
 
@@ -52,6 +55,18 @@ TIME_FLOOR_SECONDS = 1e-3
 # Two per-task regrets closer than this count as a tie in the hybrid comparison.
 TIE_TOLERANCE = 1e-12
 
+
+
+@dataclasses.dataclass(frozen=True)
+class NearestTask:
+    """A task and its nearest other tasks, nearest first: (task, kind, distance) each."""
+
+    task: str
+    kind: str
+    nearest: Sequence[tuple[str, str, float]]
+
+
+_NEAREST_FIELDS = ["task", "kind", "rank", "neighbour", "neighbour_kind", "distance"]
 _ROW_FIELDS = [f.name for f in dataclasses.fields(Row)]
 _SUMMARY_FIELDS = [f.name for f in dataclasses.fields(SummaryRow)]
 
@@ -105,6 +120,26 @@ def read_rows(csv_path: Path | str) -> list[Row]:
                     values[name] = text
             rows.append(Row(**values))
     return sort_rows(rows)
+
+
+def _write_nearest(path: Path, nearest: Sequence[NearestTask]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(_NEAREST_FIELDS)
+        for n in sorted(nearest, key=lambda n: n.task):
+            for rank, (other, kind, distance) in enumerate(n.nearest, 1):
+                writer.writerow([n.task, n.kind, rank, other, kind, repr(float(distance))])
+
+
+def read_nearest(csv_path: Path | str) -> list[NearestTask]:
+    """The nearest-task table of a nearest.csv written by `write`."""
+    by_task: dict[tuple[str, str], list[tuple[int, str, str, float]]] = {}
+    with Path(csv_path).open(newline="", encoding="utf-8") as f:
+        for r in csv.DictReader(f):
+            by_task.setdefault((r["task"], r["kind"]), []).append(
+                (int(r["rank"]), r["neighbour"], r["neighbour_kind"], float(r["distance"])))
+    return [NearestTask(task, kind, [(o, k, d) for _, o, k, d in sorted(found)])
+            for (task, kind), found in sorted(by_task.items())]
 
 
 # ---------------------------------------------------------------- ordering and formatting
@@ -242,6 +277,30 @@ def _time_section(summary: Sequence[SummaryRow]) -> list[str]:
     ]
 
 
+def _nearest_section(nearest: Sequence[NearestTask]) -> list[str]:
+    if not nearest:
+        return []
+    same = sum(1 for n in nearest if n.nearest and n.nearest[0][1] == n.kind)
+    order = kind_order(n.kind for n in nearest)
+    body = []
+    for n in sorted(nearest, key=lambda n: (order.index(n.kind), n.task)):
+        cells = [f"{n.task} ({n.kind})"]
+        for other, kind, distance in list(n.nearest[:2]) + [("", "", math.nan)] * (2 - len(n.nearest[:2])):
+            cells += [f"{other} ({kind})" if other else "", distance]
+        body.append(cells)
+    return [
+        "## Nearest tasks (Task2Vec)",
+        "",
+        "The meta-learned strategies (seed 002 §3, Appendix H) leave each task out, find its nearest "
+        "task among the others by the Task2Vec distance of their training readers, and rank the "
+        "models by the accuracy they reached when fine-tuned there (Q5 of seed 000 §3.2); "
+        "Hybrid-Task2Vec adds the task-agnostic top-1. Which task each task finds nearest, the "
+        f"analogue of seed 002 Table 6: {same} of {len(nearest)} find a task of their own kind.",
+        "",
+        *_table(["task", "nearest", "distance", "second nearest", "distance"], body),
+    ]
+
+
 def _task_section(rows: Sequence[Row]) -> list[str]:
     lines = ["## Per task", ""]
     tasks = sorted({(r.task, r.kind) for r in rows})
@@ -261,7 +320,7 @@ def _task_section(rows: Sequence[Row]) -> list[str]:
 
 
 def markdown(rows: Sequence[Row], summary: Sequence[SummaryRow], meta: Mapping[str, object],
-             hybrids: Mapping[str, Sequence[str]]) -> str:
+             hybrids: Mapping[str, Sequence[str]], nearest: Sequence[NearestTask] = ()) -> str:
     """The text of quality.md."""
     rows = sort_rows(rows)
     lines = [
@@ -294,6 +353,7 @@ def markdown(rows: Sequence[Row], summary: Sequence[SummaryRow], meta: Mapping[s
         lines += [f"### {fmt(kind)} ({len(tasks)} task{'s' if len(tasks) != 1 else ''}: {fmt(tasks)})", ""]
         lines += _strategy_by_pool(summary, kind, "mean_relative_regret")
 
+    lines += _nearest_section(nearest)
     lines += _hybrid_section(rows, summary, hybrids)
     lines += _time_section(summary)
     lines += [f"![Search time against mean relative regret]({TIME_PNG})", ""]
@@ -426,13 +486,15 @@ def plot_time_vs_regret(summary: Sequence[SummaryRow], path: Path) -> None:
 
 
 def write(rows: Sequence[Row], summary: Sequence[SummaryRow], out_dir: Path, meta: Mapping[str, object],
-          *, hybrids: Mapping[str, Sequence[str]] | None = None) -> dict[str, Path]:
+          *, hybrids: Mapping[str, Sequence[str]] | None = None,
+          nearest: Sequence[NearestTask] | None = None) -> dict[str, Path]:
     """Write the report into `out_dir` (created if missing); file name -> path of what was written.
 
     `meta` describes the run (profile, machine, zoo size, tasks, total times, ...) and is
     printed as given, in its order. `hybrids` maps each hybrid strategy to the strategies
     it combines, for the "hybrid against its parts" section; by default every strategy
-    whose name contains "hybrid" is compared with every other strategy.
+    whose name contains "hybrid" is compared with every other strategy. `nearest` is the
+    nearest-task table of the meta-learned strategies (none: no such section, no nearest.csv).
     """
     if not rows:
         raise ValueError("no rows to report")
@@ -448,7 +510,10 @@ def write(rows: Sequence[Row], summary: Sequence[SummaryRow], out_dir: Path, met
     _write_csv(paths[SUMMARY_CSV], _SUMMARY_FIELDS, summary)
     paths[META_JSON].write_text(json.dumps({"meta": dict(meta), "hybrids": hybrids}, indent=2, default=str) + "\n",
                                 encoding="utf-8")
-    paths[QUALITY_MD].write_text(markdown(rows, summary, meta, hybrids), encoding="utf-8")
+    if nearest:
+        paths[NEAREST_CSV] = out_dir / NEAREST_CSV
+        _write_nearest(paths[NEAREST_CSV], nearest)
+    paths[QUALITY_MD].write_text(markdown(rows, summary, meta, hybrids, nearest or ()), encoding="utf-8")
     plot_regret_by_pool(summary, paths[REGRET_PNG])
     plot_time_vs_regret(summary, paths[TIME_PNG])
     return paths
@@ -465,7 +530,9 @@ def rebuild(results_dir: Path, hybrids: Mapping[str, Sequence[str]] | None = Non
         meta = stored.get("meta", {})
         if hybrids is None and "hybrids" in stored:
             hybrids = stored["hybrids"]
-    return write(rows, summarise(rows), results_dir, meta, hybrids=hybrids)
+    nearest_path = results_dir / NEAREST_CSV
+    nearest = read_nearest(nearest_path) if nearest_path.exists() else None
+    return write(rows, summarise(rows), results_dir, meta, hybrids=hybrids, nearest=nearest)
 
 
 def _parse_hybrid(text: str) -> tuple[str, list[str]]:

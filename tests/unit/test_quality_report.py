@@ -179,3 +179,28 @@ def test_a_model_id_with_the_list_separator_is_refused(tmp_path):
 def test_nothing_to_report_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="no rows"):
         report.write([], [], tmp_path, META)
+
+
+NEAREST = [report.NearestTask("flowers", "natural", [("eurosat", "specialised", 0.125), ("clevr", "structured", 0.5)]),
+           report.NearestTask("clevr", "structured", [("eurosat", "specialised", 0.25)]),
+           report.NearestTask("eurosat", "specialised", [("flowers", "natural", 0.125), ("clevr", "structured", 0.25)])]
+
+
+def test_the_nearest_task_table_is_written_and_rebuilt(tmp_path):
+    rows, summary = rows_and_summary()
+    paths = report.write(rows, summary, tmp_path, META, nearest=NEAREST)
+    text = paths["quality.md"].read_text()
+    assert "## Nearest tasks (Task2Vec)" in text and "0 of 3 find a task of their own kind" in text
+    # the seed's kind order: natural, specialised, structured; a missing second neighbour is blank
+    assert text.index("| flowers (natural) | eurosat (specialised) | 0.125 | clevr (structured) | 0.500 |") \
+        < text.index("| eurosat (specialised) |") < text.index("| clevr (structured) | eurosat (specialised) | 0.250 |")
+    assert report.read_nearest(paths["nearest.csv"]) == sorted(NEAREST, key=lambda n: n.task)
+    before = {name: path.read_bytes() for name, path in paths.items()}
+    paths["quality.md"].unlink()
+    assert report.rebuild(tmp_path).keys() == paths.keys()
+    assert {name: path.read_bytes() for name, path in paths.items()} == before
+
+
+def test_without_a_nearest_task_table_there_is_no_such_section(written):
+    _, _, paths = written
+    assert "nearest.csv" not in paths and "Nearest tasks" not in paths["quality.md"].read_text()

@@ -231,7 +231,8 @@ def test_embed_monte_carlo_is_the_per_filter_mean_of_per_sample_squared_gradient
                 sums[1] += loaded.module[3].weight.grad ** 2
     expected = np.concatenate([(s / 40).reshape(s.shape[0], -1).mean(1).numpy() for s in sums])
     np.testing.assert_allclose(got["fisher"], expected, rtol=1e-4, atol=1e-10)
-    np.testing.assert_allclose(got["scale"][:3], expected[:3].mean())
+    # the layer mean of float32 values: equal to float32 rounding, not to float64's
+    np.testing.assert_allclose(got["scale"][:3], expected[:3].mean(), rtol=1e-6)
     embeddings.check(got["fisher"], got["scale"], dim=8)
 
 

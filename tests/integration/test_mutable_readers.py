@@ -14,7 +14,9 @@ import psycopg
 import pytest
 from psycopg import errors, sql
 from psycopg.conninfo import make_conninfo
+from psycopg.rows import dict_row
 
+from gpu_daemon import readers
 from shift_cli.testbed import Database, WorkerProcess, digits, register_model
 
 PASSWORD = "pw-" + uuid.uuid4().hex
@@ -41,8 +43,10 @@ class Data:
     def reader(self, name, ids, block=BLOCK):
         """A SQL reader over pool rows `ids`, in that order (through a table of their own)."""
         table = "%s.%s" % (self.schema, name.lower())
-        self.conn.execute("CREATE TABLE %s AS SELECT row_number() OVER () AS pos, p.* FROM unnest(%%s::int[]) "
-                          "WITH ORDINALITY u(id, o) JOIN %s.pool p USING (id) ORDER BY o" % (table, self.schema),
+        # numbered by the ids' order: a join need not keep it, and ids need not ascend
+        self.conn.execute("CREATE TABLE %s AS SELECT row_number() OVER (ORDER BY o) AS pos, p.* "
+                          "FROM unnest(%%s::int[]) WITH ORDINALITY u(id, o) JOIN %s.pool p USING (id)"
+                          % (table, self.schema),
                           (list(map(int, ids)),))
         self.conn.execute("SELECT shift.register_sql_reader(%%s, 'SELECT x, y FROM %s ORDER BY pos', "
                           "options => '{\"shape\": [8, 8]}', block_size => %d)" % (table, block), (name,))
@@ -235,6 +239,14 @@ def test_fine_tuning_and_task2vec_read_a_version_from_its_sources(mdb):
     data.reader("FFlat", flat, block=8)  # the samples of F@2, in its order, as one plain reader
     classes = dict(conn.execute("SELECT reader_id, classes FROM shift.readers WHERE reader_id IN ('F@2', 'FFlat')"))
     assert classes["F@2"] == classes["FFlat"]
+    # a worker reads the version's blocks from its sources: the flat reader's samples and labels
+    with psycopg.connect(database.worker_dsn, autocommit=True) as worker:
+        rows = {r["reader_id"]: r for r in worker.cursor(row_factory=dict_row).execute(
+            "SELECT * FROM shift.readers WHERE reader_id IN ('F@2', 'FFlat')").fetchall()}
+        got = {r: list(readers.iter_blocks(row, range(6), conn=worker)) for r, row in rows.items()}
+    for (bv, xv, yv), (bf, xf, yf) in zip(got["F@2"], got["FFlat"], strict=True):
+        differ = [i for i in range(len(xv)) if not np.array_equal(xv[i], xf[i])]
+        assert bv == bf and not differ and np.array_equal(yv, yf), (bv, differ, yv, yf)
     protocol = json.dumps({"steps": 3, "batch_size": 16})
     tuned = {train: conn.execute("SELECT model_id, test_accuracy, validation_accuracy FROM shift.finetune(%s, %s, "
                                  "'FFlat', 'FFlat', %s)", (models[:1], train, protocol)).fetchall()

@@ -77,7 +77,27 @@ def source_paths(reader):
     paths = [reader["source"]]
     if reader["kind"] == "npy":
         paths.append(opts.get("y_path"))
+    if reader["kind"] == "csv" and reader.get("input") == "Vision":
+        paths += csv_image_paths(reader["source"], opts)
     return [p for p in paths if p]
+
+
+def csv_image_paths(path, opts):
+    """The image files a Vision CSV reader's rows name, in row order (relative to the CSV's folder).
+
+    An image rewritten under an unchanged CSV changes its samples: the signature looks at
+    each one. A CSV that cannot be read names none; the worker's read reports why."""
+    from . import files
+
+    base = os.path.dirname(path)
+    try:
+        with files.open_text(path, opts.get("encoding", "utf-8")) as f:
+            header, records = files.csv_rows(f, path, opts)
+            _, x_at, _ = files.csv_columns(header, opts["label_column"], opts.get("x_columns"), path)
+            names = [row[x_at[0]] for _, row in records]
+    except (OSError, ValueError, KeyError, IndexError, files.SourceError):
+        return []
+    return [n if os.path.isabs(n) else os.path.join(base, n) for n in names]
 
 
 def file_signature(reader):
@@ -85,7 +105,7 @@ def file_signature(reader):
 
     A rewrite changes the modification time (nanoseconds) and usually the size; a file
     replaced by a rename changes the inode. A folder (image folders, saved datasets) is
-    walked. Image files named by a CSV reader's rows are not looked at: only the CSV is.
+    walked; the image files a Vision CSV reader's rows name are looked at one by one.
     A missing file gives a signature of its own, so the worker's read reports it.
     """
     h = hashlib.blake2b(digest_size=FINGERPRINT_BYTES)

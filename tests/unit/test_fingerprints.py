@@ -48,3 +48,23 @@ def test_a_file_signature_sees_a_rewrite_and_a_folder_change(tmp_path):
     (folder / "cat" / "2.png").write_bytes(b"2")
     assert fingerprints.file_signature(images) != first
     assert fingerprints.source_paths({"kind": "sql", "source": "SELECT 1"}) == []
+
+
+def test_a_vision_csv_signature_sees_an_image_rewritten_under_an_unchanged_csv(tmp_path):
+    (tmp_path / "img").mkdir()
+    for name in ("a.png", "b.png", "unlisted.png"):
+        (tmp_path / "img" / name).write_bytes(b"x")
+    table = tmp_path / "labels.csv"
+    table.write_text("path,label\nimg/a.png,cat\n%s,dog\n" % (tmp_path / "img" / "b.png"))
+    reader = {"kind": "csv", "source": str(table), "input": "Vision", "options": {"label_column": "label"}}
+    assert fingerprints.source_paths(reader) == [str(table), str(tmp_path / "img" / "a.png"),
+                                                 str(tmp_path / "img" / "b.png")]
+    before = fingerprints.file_signature(reader)
+    (tmp_path / "img" / "unlisted.png").write_bytes(b"yy")  # no sample of the reader
+    assert fingerprints.file_signature(reader) == before
+    (tmp_path / "img" / "b.png").write_bytes(b"yy")
+    assert fingerprints.file_signature(reader) != before
+    # a tabular CSV is its file only, and a CSV that cannot be parsed names no image
+    assert fingerprints.source_paths(dict(reader, input="Tabular")) == [str(table)]
+    table.write_text("")
+    assert fingerprints.source_paths(reader) == [str(table)]

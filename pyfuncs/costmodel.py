@@ -43,6 +43,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
+def samples_in_blocks(codes, blocks):
+    """How many of the samples whose block codes are `codes` lie in `blocks` (a version's, versions.block_codes)."""
+    if not blocks:
+        return 0
+    return int(np.isin(codes, np.fromiter(blocks, np.int64, len(blocks))).sum())
+
+
 @dataclass(frozen=True)
 class CostInputs:
     train_samples: int                 # N
@@ -68,8 +75,7 @@ class CostInputs:
         if not cached:
             return hi - lo
         if self.train_block_codes is not None:
-            codes = self.train_block_codes[lo:hi]
-            return int(np.count_nonzero(~np.isin(codes, np.fromiter(cached, np.int64, len(cached)))))
+            return hi - lo - samples_in_blocks(self.train_block_codes[lo:hi], cached)
         size, out = self.train_block_size, 0
         for b in range(lo // size, -(-hi // size)):
             if b not in cached:

@@ -365,8 +365,7 @@ def measure(req, run_here=True):
     if test_codes is None:
         test_cached = {m: cached_samples(req.test, b) for m, b in test_fresh.items()}
     else:
-        test_cached = {m: int(np.isin(test_codes, np.fromiter(b, np.int64, len(b))).sum()) if b else 0
-                       for m, b in test_fresh.items()}
+        test_cached = {m: costmodel.samples_in_blocks(test_codes, b) for m, b in test_fresh.items()}
     return costmodel.CostInputs(
         train_samples=req.train["num_samples"], test_samples=req.test["num_samples"], devices=req.devices,
         load_seconds=load, infer_seconds=infer, read_seconds=read["s"] if read else 0.0,

@@ -1,55 +1,76 @@
 """Features and labels of a version of a mutable reader, assembled from its sources' cached blocks.
 
 A version (pyfuncs/versions.py) is a composition of segments of plain readers. Each source
-block it needs is read once from shift.features and shift.labels; its rows are viewed in
-place and copied once, straight into the version's array, by the version's index map. Labels
-are renumbered from each source's classes to the version's (a step may bring a new class).
+block it needs is read from shift.features and shift.labels; its rows are viewed in place and
+copied once, straight into the version's array, by the version's index map. Labels are
+renumbered from each source's classes to the version's (a step may bring a new class).
 """
 
 import numpy as np
 
-from pyfuncs import versions
+from pyfuncs import proxies, versions
 
 
-def read_version_features(conn, model_id, reader, limit=None, fingerprints_out=None):
+class _Version:
+    """A version's rows as (source, index) pairs in the order a proxy at `limit` reads them."""
+
+    def __init__(self, conn, model_id, reader, limit):
+        self.conn, self.model_id, self.reader = conn, model_id, reader
+        self.comp = versions.Composition.from_segments(versions.options(reader)["segments"])
+        self.pos = versions.positions(reader, limit)
+        meta = {r[0]: (r[1], list(r[2])) for r in conn.execute(
+            "SELECT reader_id, block_size, classes FROM shift.readers WHERE reader_id = ANY(%s)",
+            (self.comp.sources,)).fetchall()}
+        index = {c: i for i, c in enumerate(reader["classes"])}
+        self.sources = [(source, meta[source][0], np.array([index[c] for c in meta[source][1]], np.int64))
+                        for source in self.comp.sources]
+
+    def features(self, pos):
+        """(features, labels) of the version's rows at `pos`, each source block they need read once."""
+        src, idx = self.comp.src[pos], self.comp.idx[pos]
+        out, labels = None, np.empty(len(pos), np.int64)
+        for code, (source, block_size, relabel) in enumerate(self.sources):
+            rows_here = np.flatnonzero(src == code)
+            if not len(rows_here):
+                continue
+            blocks = idx[rows_here] // block_size
+            wanted = sorted(set(blocks.tolist()))
+            cached = {r[0]: r[1:] for r in self.conn.execute(
+                "SELECT f.block, f.num_rows, f.dim, f.data, l.y FROM shift.features f "
+                "JOIN shift.labels l USING (reader_id, block) "
+                "WHERE f.model_id = %s AND f.reader_id = %s AND f.block = ANY(%s) AND f.fingerprint = l.fingerprint",
+                (self.model_id, source, wanted))}
+            lacking = [b for b in wanted if b not in cached]
+            if lacking:
+                raise LookupError("features of %s on %s (read by %s) lack block %d in the cache"
+                                  % (self.model_id, source, self.reader["reader_id"], lacking[0]))
+            for block in wanted:
+                num_rows, dim, data, y = cached.pop(block)
+                feats = np.frombuffer(data, dtype="<f4").reshape(num_rows, dim)
+                if out is None:
+                    out = np.empty((len(pos), dim), np.float32)
+                here = rows_here[blocks == block]
+                offsets = idx[here] - block * block_size
+                out[here] = feats[offsets]
+                labels[here] = relabel[np.asarray(y, np.int64)[offsets]]
+        return out, labels
+
+
+def read_version_features(conn, model_id, reader, limit=None):
     """(features, labels) of one model over a version, in its order, or its halving prefix of `limit`.
 
-    Only features of their blocks' current content count (pyfuncs/fingerprints.py); the fingerprints of
-    the source blocks read are appended to fingerprints_out in the order of versions.content_blocks."""
-    comp = versions.Composition.from_segments(versions.options(reader)["segments"])
-    pos = versions.positions(reader, limit)
-    src, idx = comp.src[pos], comp.idx[pos]
-    meta = {r[0]: (r[1], list(r[2])) for r in conn.execute(
-        "SELECT reader_id, block_size, classes FROM shift.readers WHERE reader_id = ANY(%s)",
-        (comp.sources,)).fetchall()}
-    index = {c: i for i, c in enumerate(reader["classes"])}
-    out, labels = None, np.empty(len(pos), np.int64)
-    for code, source in enumerate(comp.sources):
-        rows_here = np.flatnonzero(src == code)
-        if not len(rows_here):
-            continue
-        block_size, classes = meta[source]
-        relabel = np.array([index[c] for c in classes], np.int64)
-        blocks = idx[rows_here] // block_size
-        wanted = sorted(set(blocks.tolist()))
-        cached = {r[0]: r[1:] for r in conn.execute(
-            "SELECT f.block, f.num_rows, f.dim, f.data, l.y, l.fingerprint FROM shift.features f "
-            "JOIN shift.labels l USING (reader_id, block) "
-            "WHERE f.model_id = %s AND f.reader_id = %s AND f.block = ANY(%s) AND f.fingerprint = l.fingerprint",
-            (model_id, source, wanted))}
-        lacking = [b for b in wanted if b not in cached]
-        if lacking:
-            raise LookupError("features of %s on %s (read by %s) lack block %d in the cache"
-                              % (model_id, source, reader["reader_id"], lacking[0]))
-        for block in wanted:
-            num_rows, dim, data, y, fingerprint = cached[block]
-            if fingerprints_out is not None:
-                fingerprints_out.append(bytes(fingerprint))
-            feats = np.frombuffer(data, dtype="<f4").reshape(num_rows, dim)
-            if out is None:
-                out = np.empty((len(pos), dim), np.float32)
-            here = rows_here[blocks == block]
-            offsets = idx[here] - block * block_size
-            out[here] = feats[offsets]
-            labels[here] = relabel[np.asarray(y, np.int64)[offsets]]
-    return out, labels
+    Only features of their blocks' current content count (pyfuncs/fingerprints.py)."""
+    version = _Version(conn, model_id, reader, limit)
+    return version.features(version.pos)
+
+
+def version_blocks(conn, model_id, reader, dim, limit=None):
+    """The same as proxies.Blocks of the version's block size: each block of rows assembled when it is read."""
+    version = _Version(conn, model_id, reader, limit)
+    rows, n = reader["block_size"], len(version.pos)
+
+    def read(numbers):
+        for b in numbers:
+            yield version.features(version.pos[b * rows:(b + 1) * rows])
+
+    return proxies.Blocks(read, n, dim, max(1, -(-n // rows)), rows)

@@ -171,6 +171,10 @@ class TaskStopped(Exception):
     """The worker was asked to stop in the middle of a task; the task is given back."""
 
 
+class ContentChanged(Exception):
+    """A reader's data changed while a task read it: what it computed is of no one version; try again."""
+
+
 def is_transient(e):
     """Whether a task that failed with `e` may succeed when tried again later."""
     if isinstance(e, psycopg.Error):
@@ -178,7 +182,7 @@ def is_transient(e):
         if state is None:
             return isinstance(e, psycopg.OperationalError)  # raised by the client: the connection
         return state[:2] in _TRANSIENT_SQLSTATE_CLASSES or state == "55P03"
-    if isinstance(e, (MemoryError, ConnectionError, TimeoutError)):
+    if isinstance(e, (MemoryError, ConnectionError, TimeoutError, ContentChanged)):
         return True
     return isinstance(e, RuntimeError) and "out of memory" in str(e).lower()
 
@@ -615,31 +619,33 @@ class Worker:
     # -- proxies (seed 000 §3.4 "Proxy Task") ---------------------------------------------
 
     def run_proxy(self, task_id, payload):
+        """A proxy's value on cached features, read block by block under shift.worker_memory_mb."""
         p = payload
         key = (p["proxy"], Jsonb(p["params"]), p["model_id"], p["test_reader"], p["train_reader"], p["fidelity"])
         exists = ("SELECT 1 FROM shift.scores WHERE proxy = %s AND params = %s AND model_id = %s AND test_reader = %s "
                   "AND train_reader = %s AND fidelity = %s AND content = %s")
-        if self.conn.execute(exists, key + (current_content(self.conn, p["train_reader"], p["test_reader"],
-                                                            p["fidelity"]),)).fetchone():
+        # the content the value is of: a score is served only while the readers still hold it
+        content = current_content(self.conn, p["train_reader"], p["test_reader"], p["fidelity"])
+        if self.conn.execute(exists, key + (content,)).fetchone():
             return
-        used = {}
-        train_x, train_y = read_features(self.conn, p["model_id"], p["train_reader"], limit=p["fidelity"],
-                                         fingerprints_out=used.setdefault("train", []))
-        started = time.perf_counter()
-        test_x, test_y = read_features(self.conn, p["model_id"], p["test_reader"],
-                                       fingerprints_out=used.setdefault("test", []))
-        feature_read = (time.perf_counter() - started) / len(test_x)
-        # the content these features are of: a score is served only while the readers still hold it
-        key = key + (fingerprints.content_key(used["train"], used["test"]),)
         classes = dict(self.conn.execute("SELECT reader_id, classes FROM shift.readers WHERE reader_id IN (%s, %s)",
                                          (p["test_reader"], p["train_reader"])).fetchall())
-        test_y = align_labels(test_y, classes[p["test_reader"]], classes[p["train_reader"]])
+        memory = int(self.conn.execute("SELECT " + WORKER_MEMORY_MB).fetchone()[0] * 2 ** 20)
+        reading = _ReadClock()
+        train = reading.timed(feature_blocks(self.conn, p["model_id"], p["train_reader"], limit=p["fidelity"]))
+        test = reading.timed(feature_blocks(
+            self.conn, p["model_id"], p["test_reader"],
+            relabel=lambda y: align_labels(y, classes[p["test_reader"]], classes[p["train_reader"]])))
         started = time.perf_counter()
-        value = proxies.compute(p["proxy"], p["params"], train_x, train_y, test_x, test_y)
-        seconds = time.perf_counter() - started
+        value = proxies.compute_blocks(p["proxy"], p["params"], train, test, memory)
+        seconds = time.perf_counter() - started - reading.seconds
+        if current_content(self.conn, p["train_reader"], p["test_reader"], p["fidelity"]) != content:
+            raise ContentChanged("the data of reader %s or %s changed while proxy %s read its features; the query "
+                                 "computes it again" % (p["train_reader"], p["test_reader"], p["proxy"]))
         self.conn.execute(
             "INSERT INTO shift.scores (proxy, params, model_id, test_reader, train_reader, fidelity, content, value, "
-            "seconds) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING", key + (value, seconds))
+            "seconds) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            key + (content, value, seconds))
         # E_Proxy and t_O of the cost model, as running means over training samples
         self.conn.execute(
             """
@@ -649,9 +655,8 @@ class Worker:
                 per_sample_seconds = (c.per_sample_seconds * c.samples + %(e)s * %(n)s) / (c.samples + %(n)s),
                 feature_read_seconds = (c.feature_read_seconds * c.samples + %(o)s * %(n)s) / (c.samples + %(n)s),
                 samples = c.samples + %(n)s, measured_at = now()
-            """, {"p": p["proxy"], "params": Jsonb(p["params"]), "e": seconds / len(train_x), "o": feature_read,
-                  "n": len(train_x)})
-
+            """, {"p": p["proxy"], "params": Jsonb(p["params"]), "e": seconds / train.n,
+                  "o": reading.seconds / max(1, reading.rows), "n": train.n})
 
     # -- fine-tuning (seed 002 §4.3) --------------------------------------------------------
 
@@ -809,30 +814,81 @@ def content_fingerprints(conn, reader_id, fidelity):
     return [got[p] for p in pairs if p in got]
 
 
-def read_features(conn, model_id, reader_id, limit=None, fingerprints_out=None):
-    """Features and labels of one model over one reader, in the reader's order, from the cache.
+def read_features(conn, model_id, reader_id, limit=None):
+    """Features and labels of one model over one reader, in the reader's order, from the cache, in memory.
 
-    Only features of the blocks' current content count (stale ones are missing); the
-    fingerprints of the blocks read are appended to fingerprints_out, in the order of
-    versions.content_blocks."""
-    version = conn.cursor(row_factory=psycopg.rows.dict_row).execute(
-        "SELECT * FROM shift.readers WHERE reader_id = %s AND kind = 'version'", (reader_id,)).fetchone()
-    if version is not None:
-        return assemble.read_version_features(conn, model_id, version, limit, fingerprints_out)
-    rows = conn.execute(
-        "SELECT f.block, f.num_rows, f.dim, f.data, l.y, l.fingerprint FROM shift.features f "
-        "JOIN shift.labels l USING (reader_id, block) "
-        "WHERE f.model_id = %s AND f.reader_id = %s AND f.fingerprint = l.fingerprint ORDER BY f.block",
-        (model_id, reader_id)).fetchall()
-    expected = conn.execute("SELECT num_samples, block_size FROM shift.readers WHERE reader_id = %s",
-                            (reader_id,)).fetchone()
-    want = expected[0] if limit is None else limit
-    rows = rows[:fingerprints.blocks_upto(want, expected[1])]
-    total = sum(r[1] for r in rows)
-    if [r[0] for r in rows] != list(range(len(rows))) or total < want:
-        raise LookupError("features of %s on %s cover %d of %d samples in the cache" % (model_id, reader_id, total, want))
-    if fingerprints_out is not None:
-        fingerprints_out.extend(bytes(r[5]) for r in rows)
-    xs = np.concatenate([np.frombuffer(r[3], dtype="<f4").reshape(r[1], r[2]) for r in rows])[:want]
-    ys = np.concatenate([np.asarray(r[4], dtype=np.int64) for r in rows])[:want]
-    return xs, ys
+    Only features of the blocks' current content count (stale ones are missing)."""
+    return feature_blocks(conn, model_id, reader_id, limit).arrays()
+
+
+def feature_blocks(conn, model_id, reader_id, limit=None, relabel=None):
+    """proxies.Blocks of one model's cached features over one reader (or its first `limit` samples, or a
+    version's halving prefix), one block read per query when a pass reads it; `relabel` maps class ids."""
+    reader = conn.cursor(row_factory=psycopg.rows.dict_row).execute(
+        "SELECT * FROM shift.readers WHERE reader_id = %s", (reader_id,)).fetchone()
+    if reader is None:
+        raise LookupError("reader %s is no longer registered" % reader_id)
+    sources = versions.source_ids(reader)
+    dim = conn.execute("SELECT dim FROM shift.features WHERE model_id = %s AND reader_id = ANY(%s) LIMIT 1",
+                       (model_id, sources)).fetchone()
+    if dim is None:
+        raise LookupError("features of %s on %s are not in the cache" % (model_id, reader_id))
+    if reader["kind"] == "version":
+        blocks = assemble.version_blocks(conn, model_id, reader, dim[0], limit)
+    else:
+        blocks = _plain_blocks(conn, model_id, reader, dim[0], limit)
+    if relabel is not None:
+        read, read_labels = blocks.read, blocks.read_labels
+        blocks.read = lambda numbers: ((x, relabel(y)) for x, y in read(numbers))
+        blocks.read_labels = read_labels and (lambda: relabel(read_labels()))
+    return blocks
+
+
+def _plain_blocks(conn, model_id, reader, dim, limit):
+    n, size = reader["num_samples"], reader["block_size"]
+    n = n if limit is None else min(limit, n)
+
+    def read(numbers):
+        for b in numbers:
+            row = conn.execute(
+                "SELECT f.num_rows, f.dim, f.data, l.y FROM shift.features f JOIN shift.labels l USING (reader_id, block) "
+                "WHERE f.model_id = %s AND f.reader_id = %s AND f.block = %s AND f.fingerprint = l.fingerprint",
+                (model_id, reader["reader_id"], b)).fetchone()
+            want = min(size, n - b * size)
+            if row is None or row[0] < want or row[1] != dim:
+                raise LookupError("features of %s on %s lack block %d of the current data in the cache"
+                                  % (model_id, reader["reader_id"], b))
+            yield np.frombuffer(row[2], dtype="<f4").reshape(row[0], row[1])[:want], np.asarray(row[3], np.int64)[:want]
+
+    def read_labels():
+        rows = conn.execute("SELECT y FROM shift.labels WHERE reader_id = %s AND block < %s ORDER BY block",
+                            (reader["reader_id"], fingerprints.blocks_upto(n, size))).fetchall()
+        return np.concatenate([np.asarray(r[0], np.int64) for r in rows])[:n]
+
+    return proxies.Blocks(read, n, dim, fingerprints.blocks_upto(n, size), size, read_labels=read_labels)
+
+
+class _ReadClock:
+    """Seconds spent reading blocks, and rows read, over every pass: t_O of the cost model."""
+
+    def __init__(self):
+        self.seconds, self.rows = 0.0, 0
+
+    def timed(self, blocks):
+        read = blocks.read
+
+        def timed_read(numbers):
+            reading = read(numbers)
+            while True:
+                started = time.perf_counter()
+                try:
+                    x, y = next(reading)
+                except StopIteration:
+                    return
+                finally:
+                    self.seconds += time.perf_counter() - started
+                self.rows += len(y)
+                yield x, y
+
+        blocks.read = timed_read
+        return blocks

@@ -52,15 +52,24 @@ _ABANDONED = """(c.status = 'running' AND (c.lease_until < now()
 
 # An abandoned task whose workers died shift.max_task_deaths times is quarantined: it would kill the
 # next worker too, so queries do not reset it (shift.retry_task does). One out of attempts just fails.
+# Rows are locked in key order, as shift._enqueue locks them, and rows it holds are left for the next
+# loop: waiting on them in another order could deadlock with it.
 _EXPIRE = """
+WITH s AS (SELECT """ + MAX_DEATHS + """ AS max_deaths),
+doomed AS (
+    SELECT c.task_id FROM shift.tasks c, s
+    WHERE """ + _ABANDONED + """ AND (c.deaths + 1 >= s.max_deaths OR c.attempts >= c.max_attempts)
+    ORDER BY c.key
+    FOR UPDATE OF c SKIP LOCKED
+)
 UPDATE shift.tasks c SET status = 'failed', finished_at = now(), deaths = c.deaths + 1,
        quarantined = c.deaths + 1 >= s.max_deaths,
        error = CASE WHEN c.deaths + 1 >= s.max_deaths THEN format(
            'the workers running it died %s times (the last: %s); shift.max_task_deaths is %s, so queries '
            'do not run it again until shift.retry_task(%s)', c.deaths + 1, c.worker_id, s.max_deaths, c.task_id)
            ELSE format('lease expired %s times; the worker running it stopped', c.attempts) END
-FROM (SELECT """ + MAX_DEATHS + """ AS max_deaths) s
-WHERE """ + _ABANDONED + """ AND (c.deaths + 1 >= s.max_deaths OR c.attempts >= c.max_attempts)
+FROM s, doomed
+WHERE c.task_id = doomed.task_id
 """
 
 # Rows a query's shift._enqueue holds are skipped (the next loop gets them): waiting on them, in
@@ -146,14 +155,20 @@ RETURNING c.task_id, c.status
 # Done and failed tasks past shift.task_retention go (quarantined ones stay: they guard against a
 # poison task coming back), so do workers silent as long; waiters keep only live backends.
 _PRUNE = (
-    "DELETE FROM shift.tasks WHERE status IN ('done', 'failed') AND NOT quarantined "
-    "AND finished_at < now() - " + RETENTION,
+    "DELETE FROM shift.tasks WHERE task_id IN (SELECT task_id FROM shift.tasks WHERE status IN ('done', 'failed') "
+    "AND NOT quarantined AND finished_at < now() - " + RETENTION + " ORDER BY key FOR UPDATE SKIP LOCKED)",
     "DELETE FROM shift.workers WHERE heartbeat_at < now() - " + RETENTION,
     "DELETE FROM shift.jobs WHERE status IN ('done', 'failed', 'cancelled') AND finished_at < now() - " + RETENTION,
-    """UPDATE shift.tasks t SET waiters = ARRAY(
+    # in key order, skipping rows an enqueue holds (see _EXPIRE)
+    """WITH stale AS (
+           SELECT t.task_id FROM shift.tasks t
+           WHERE EXISTS (SELECT 1 FROM unnest(t.waiters) w
+                         WHERE w NOT IN (SELECT pid FROM pg_catalog.pg_stat_activity))
+           ORDER BY t.key
+           FOR UPDATE OF t SKIP LOCKED)
+       UPDATE shift.tasks t SET waiters = ARRAY(
            SELECT w FROM unnest(t.waiters) w WHERE w IN (SELECT pid FROM pg_catalog.pg_stat_activity))
-       WHERE EXISTS (SELECT 1 FROM unnest(t.waiters) w
-                     WHERE w NOT IN (SELECT pid FROM pg_catalog.pg_stat_activity))""",
+       FROM stale WHERE t.task_id = stale.task_id""",
 )
 
 _REGISTER = """

@@ -392,6 +392,7 @@ def iter_sql_blocks(reader: dict, blocks: list[int], conn) -> Iterator[Block]:
         conn = psycopg.connect(conn, application_name="shift-reader")
     shape = sample_shape(reader)
     index = class_index(reader)
+    closing = False  # the consumer let go of the blocks
     try:
         with conn.transaction():
             name = "shift_reader_%s" % uuid.uuid4().hex[:12]
@@ -414,7 +415,15 @@ def iter_sql_blocks(reader: dict, blocks: list[int], conn) -> Iterator[Block]:
                     xs = [_sql_sample(reader, x, shape, start + i) for i, (x, _) in enumerate(rows)]
                     ys = label_ids(reader, [y for _, y in rows], index)
                     del rows
-                    yield b, xs, ys
+                    try:
+                        yield b, xs, ys
+                    except GeneratorExit:
+                        closing = True
+                        raise
+    except psycopg.OperationalError:
+        # let go of after the connection broke: there is no cursor left to close on the server
+        if not (closing and conn.broken):
+            raise
     finally:
         if own:
             conn.close()

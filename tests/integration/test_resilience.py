@@ -266,3 +266,28 @@ def test_a_task_that_breaks_its_workers_connection_is_quarantined(rdb, cluster):
             conn.execute("SELECT shift.drop_reader('RBreak')")
             conn.execute("ALTER DATABASE shift_resilience RESET shift.max_task_deaths")
     assert "lost its database connection" in (cluster.home / "worker-broken.log").read_text()
+
+
+def test_a_sql_reader_let_go_of_after_its_connection_broke_closes_quietly(db, registered):
+    """A worker's SQL reader whose connection a restart broke: dropping the blocks raises nothing (it used to
+    print 'Exception ignored' with a traceback); reading on from it still fails loudly."""
+    from gpu_daemon import readers
+
+    with db.connect() as admin:
+        reader = admin.cursor(row_factory=psycopg.rows.dict_row).execute(
+            "SELECT * FROM shift.readers WHERE reader_id = 'TrainDigits'").fetchone()
+    for read_on in (False, True):
+        conn = psycopg.connect(db.dsn)
+        blocks = readers.iter_sql_blocks(reader, [0, 1, 2], conn)
+        assert next(blocks)[0] == 0
+        with db.connect() as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (conn.info.backend_pid,))
+        try:
+            if read_on:
+                with pytest.raises(psycopg.OperationalError):
+                    next(blocks)
+            else:
+                blocks.close()
+                assert conn.broken
+        finally:
+            conn.close()

@@ -34,7 +34,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pyfuncs import embeddings, scorers  # noqa: E402
+from pyfuncs import embeddings, fingerprints, scorers  # noqa: E402
 from shift_cli.testbed import Database, connect_as, start_scratch_cluster, user_roles  # noqa: E402
 
 PROBE = "bench-probe"
@@ -74,16 +74,19 @@ def store(conn, user, n, dim, seed, chosen):
             for i in range(n):
                 copy.write_row(("task_%07d" % i, "npz", "/nonexistent/task_%07d.npz" % i, 100, ["0", "1"], user))
         versions = dict(conn.execute("SELECT reader_id, shift._reader_version(reader_id) FROM shift.readers"))
+        # what a query checks of a candidate's data: its file's stat (the files do not exist: one stat each)
+        signature = {r: fingerprints.content_signature({r: fingerprints.file_signature(
+            {"kind": "npz", "source": "/nonexistent/%s.npz" % r, "options": {}})}) for r in versions}
         settings = json.dumps(chosen, sort_keys=True, separators=(",", ":"))
         for lo in range(0, n, 10_000):
             hi = min(n, lo + 10_000)
             index = index_vectors(fisher[lo:hi], scale[lo:hi])
-            with conn.cursor().copy("COPY shift.task_embeddings (reader_id, reader_version, kind, settings, dim, "
-                                    "embedding, scale, index_vector, num_samples, seconds, device) "
-                                    "FROM STDIN") as copy:
+            with conn.cursor().copy("COPY shift.task_embeddings (reader_id, reader_version, kind, settings, "
+                                    "source_signature, dim, embedding, scale, index_vector, num_samples, seconds, "
+                                    "device) FROM STDIN") as copy:
                 for i in range(lo, hi):
                     r = "task_%07d" % i
-                    copy.write_row((r, versions[r], "task2vec", settings, dim,
+                    copy.write_row((r, versions[r], "task2vec", settings, signature[r], dim,
                                     "{%s}" % ",".join("%.7g" % x for x in fisher[i]),
                                     "{%s}" % ",".join("%.7g" % x for x in scale[i]),
                                     vector_text(index[i - lo]), 100, 0.0, "synthetic"))
@@ -125,7 +128,7 @@ def main(argv=None):
         with user_roles(cluster, ("bench",)) as roles, Database(cluster, "bench_retrieval") as database:
             user = roles["bench"]
             with database.connect() as conn:
-                conn.execute("SET maintenance_work_mem = '2GB'")
+                conn.execute("SET maintenance_work_mem = '4GB'")  # the HNSW graph of 10^6 vectors built in memory
                 fisher, scale, loaded, indexed = store(conn, user, args.n, args.dim, args.seed, chosen)
             print("stored %d embeddings of %d filters in %.1f s, HNSW index built in %.1f s"
                   % (args.n, args.dim, loaded, indexed))

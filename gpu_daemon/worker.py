@@ -716,9 +716,10 @@ class Worker:
     def run_datasim(self, task_id, payload):
         """The Task2Vec embedding of a reader's first max_samples samples, streamed block by block."""
         reader_id, version, settings = payload["reader_id"], payload["reader_version"], payload["settings"]
+        signature = payload["source_signature"]
         key = (reader_id, version, "task2vec", Jsonb(settings))
         if self.conn.execute("SELECT 1 FROM shift.task_embeddings WHERE reader_id = %s AND reader_version = %s "
-                             "AND kind = %s AND settings = %s", key).fetchone():
+                             "AND kind = %s AND settings = %s AND source_signature = %s", key + (signature,)).fetchone():
             return
         current = self.conn.execute("SELECT shift._reader_version(%s)", (reader_id,)).fetchone()[0]
         if current != version:
@@ -745,11 +746,17 @@ class Worker:
         fisher, scale = result["fisher"], result["scale"]
         embeddings.check(fisher, scale)  # nothing half-made is stored
         index = embeddings.index_vector(fisher, scale)
+        # the embedding of the reader's data as it was (an earlier signature) is replaced
         self.conn.execute(
-            "INSERT INTO shift.task_embeddings (reader_id, reader_version, kind, settings, dim, embedding, scale, "
-            "index_vector, num_samples, seconds, device, worker_id) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s::vector, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-            key + (len(fisher), [float(v) for v in fisher], [float(v) for v in scale],
+            "INSERT INTO shift.task_embeddings AS e (reader_id, reader_version, kind, settings, source_signature, dim, "
+            "embedding, scale, index_vector, num_samples, seconds, device, worker_id) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s::vector, %s, %s, %s, %s) "
+            "ON CONFLICT (reader_id, reader_version, kind, settings) DO UPDATE SET "
+            "source_signature = EXCLUDED.source_signature, dim = EXCLUDED.dim, embedding = EXCLUDED.embedding, "
+            "scale = EXCLUDED.scale, index_vector = EXCLUDED.index_vector, num_samples = EXCLUDED.num_samples, "
+            "seconds = EXCLUDED.seconds, device = EXCLUDED.device, worker_id = EXCLUDED.worker_id, "
+            "computed_at = now() WHERE e.source_signature <> EXCLUDED.source_signature",
+            key + (signature, len(fisher), [float(v) for v in fisher], [float(v) for v in scale],
                    "[%s]" % ",".join(repr(float(v)) for v in index), result["num_samples"], result["seconds"],
                    self.device, self.worker_id))
         log.info("task2vec of %s: %d values from %d samples with probe %s (%s) on %s in %.2fs",

@@ -7,7 +7,10 @@ to compute the distance between tasks and rank the readers". Here the embeddings
 are rows of shift.task_embeddings keyed by (reader, reader version, kind, settings);
 the missing ones are queued as datasim tasks and waited for like features, then
 the readers are ranked by a distance of pyfuncs.embeddings. Embeddings of
-different settings are never compared.
+different settings are never compared. Each embedding records the signature of
+its reader's data (a SQL reader's row digest, a file reader's stat); the readers
+whose embeddings are compared exactly have it checked against their data as it
+is now, and one whose data changed is embedded again.
 
 Ranking the nearest readers of a large pool by the normalised cosine uses the
 HNSW index of shift.task_embeddings.index_vector for candidates, re-ranked exactly;
@@ -21,7 +24,7 @@ import json
 
 import numpy as np
 
-from . import embeddings, queue, scorers, tasks, versions
+from . import embeddings, fingerprints, planner, queue, scorers, tasks, versions
 from .arguments import distinct_ids, json_object, require_known, resolve_reader
 from .errors import INTERNAL_ERROR, INVALID_PARAMETER, UNDEFINED_OBJECT, WRONG_OBJECT_TYPE, ShiftError
 
@@ -89,23 +92,39 @@ def _versions(db, readers):
         ["text[]"], [readers])}
 
 
-def stored(db, kind, chosen, readers, current, values=True):
+def stored(db, kind, chosen, readers, current, values=True, signatures=None):
     """{reader_id: {embedding, scale}} of the readers' current versions with exactly these settings
-    (without values: {reader_id: None}, which reads no arrays)."""
+    (without values: {reader_id: None}, which reads no arrays); with `signatures`, only of the data they
+    name for the readers they name."""
     rows = db.execute(
-        "SELECT e.reader_id, e.reader_version%s FROM shift.task_embeddings e "
+        "SELECT e.reader_id, e.reader_version, e.source_signature%s FROM shift.task_embeddings e "
         "WHERE e.kind = $1 AND e.settings = $2 AND e.reader_id = ANY($3)" % (", e.embedding, e.scale" if values else ""),
         ["text", "jsonb", "text[]"], [kind, scorers.canonical_json(chosen), readers])
+    signatures = signatures or {}
     return {r["reader_id"]: {"embedding": np.asarray(r["embedding"], dtype=np.float64),
                              "scale": np.asarray(r["scale"], dtype=np.float64)} if values else None
-            for r in rows if current.get(r["reader_id"]) == r["reader_version"]}
+            for r in rows if current.get(r["reader_id"]) == r["reader_version"]
+            and signatures.get(r["reader_id"], r["source_signature"]) == r["source_signature"]}
 
 
-def ensure(db, chosen, readers, given):
-    """The current versions of the readers, once each has an embedding with these settings: datasim
-    tasks are queued for the missing ones and waited for."""
+def content_signatures(db, readers):
+    """{reader_id: fingerprints.content_signature} of the readers' data as it is now (a version's: of its
+    sources'): one row digest per SQL reader behind them, one stat per file."""
+    rows = {r["reader_id"]: r for r in db.execute("SELECT * FROM shift.readers WHERE reader_id = ANY($1)",
+                                                  ["text[]"], [readers])}
+    sources = sorted({s for r in rows.values() for s in versions.source_ids(r)})
+    plain = {r["reader_id"]: r for r in db.execute("SELECT * FROM shift.readers WHERE reader_id = ANY($1)",
+                                                   ["text[]"], [sources])}
+    now = {s: planner.source_signature(db, plain[s]) for s in sources}
+    return {r: fingerprints.content_signature({s: now[s] for s in versions.source_ids(row)})
+            for r, row in rows.items()}
+
+
+def ensure(db, chosen, readers, given, signatures=None):
+    """The current versions of the readers, once each has an embedding with these settings (with
+    `signatures`, of the data they name): datasim tasks are queued for the missing ones and waited for."""
     current = _versions(db, readers)
-    have = stored(db, "task2vec", chosen, readers, current, values=False)
+    have = stored(db, "task2vec", chosen, readers, current, values=False, signatures=signatures)
     missing = [r for r in readers if r not in have]
     if not missing:
         return current
@@ -115,12 +134,14 @@ def ensure(db, chosen, readers, given):
     _check_computable(rows, probe, given)
     queue.require_read_committed(db)
     queue.require_live_worker(db)
-    planned = [("datasim", tasks.datasim_key(r, current[r], chosen), tasks.datasim_payload(r, current[r], chosen), [])
-               for r in missing]
+    signatures = {**content_signatures(db, [r for r in missing if r not in (signatures or {})]), **(signatures or {})}
+    planned = [("datasim", tasks.datasim_key(r, current[r], chosen, signatures[r]),
+                tasks.datasim_payload(r, current[r], chosen, signatures[r]), []) for r in missing]
     # a version reads its sources: the rights on them are checked with the task's
     queue.wait(db, queue.enqueue(db, planned, [chosen["probe"]], set(missing).union(*map(versions.source_ids, rows))))
     current = _versions(db, readers)
-    have = stored(db, "task2vec", chosen, readers, current, values=False)
+    have = stored(db, "task2vec", chosen, readers, current, values=False,
+                  signatures={r: signatures[r] for r in missing})
     lost = [r for r in readers if r not in have]
     if lost:
         raise ShiftError("task2vec embedding of reader %s is missing after its datasim task finished" % lost[0],
@@ -175,13 +196,17 @@ def dataset_similarity(db, metric_name, params, reader_ids, target_reader, top_k
     chosen = settings(db, resolved)
     if top_k is not None and top_k < 1:
         raise ShiftError("top_k must be positive, not %d" % top_k, INVALID_PARAMETER)
-    current = ensure(db, chosen, [target["reader_id"]] + readers, given)
+    ensure(db, chosen, [target["reader_id"]] + readers, given)
     if uses_index(resolved["distance"], len(readers), top_k, descending):
         candidates = set(_index_candidates(db, chosen, target["reader_id"], readers, top_k))
         if len(candidates) >= min(top_k, len(readers)):
             readers = [r for r in readers if r in candidates]
-    # only the embeddings compared are read: with the index, the target's and its candidates'
-    have = stored(db, "task2vec", chosen, [target["reader_id"]] + readers, current)
+    # the embeddings compared must be of their readers' data as it is now (with the index: the target's and
+    # its candidates'; a candidate embedded again is re-ranked by its new embedding)
+    compared = [target["reader_id"]] + readers
+    signatures = content_signatures(db, compared)
+    current = ensure(db, chosen, compared, given, signatures)
+    have = stored(db, "task2vec", chosen, compared, current, signatures=signatures)
     t = have[target["reader_id"]]
     # the target is not one of its own similar readers: it would always come first, at distance 0
     return [(r, embeddings.distance(resolved["distance"], t, have[r], resolved["alpha"])) for r in readers]

@@ -119,6 +119,21 @@ def file_signature(reader):
     return h.hexdigest()
 
 
+def source_signature(reader, sql_digest):
+    """A plain reader's source as it is now: a SQL reader's row digest (`sql_digest(reader_id)`, which
+    PostgreSQL computes), a file reader's file_signature."""
+    return sql_digest(reader["reader_id"]) if reader["kind"] == "sql" else file_signature(reader)
+
+
+def content_signature(source_signatures):
+    """One signature of a reader's data from {plain reader: source_signature} of the readers behind it
+    (a version's sources, or itself): what a Task2Vec embedding records it was computed from."""
+    h = hashlib.blake2b(digest_size=FINGERPRINT_BYTES)
+    for reader_id, signature in sorted(source_signatures.items()):
+        h.update(("%s\0%s\n" % (reader_id, signature)).encode())
+    return h.hexdigest()
+
+
 def _files(root):
     if not os.path.isdir(root):
         return [root]

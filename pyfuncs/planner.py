@@ -115,9 +115,8 @@ def plain_readers(db, reader):
 
 def source_signature(db, reader):
     """The reader's source as it is now: a SQL reader's row digest (PostgreSQL hashes it), a file reader's stat."""
-    if reader["kind"] == "sql":
-        return db.one("SELECT shift._reader_digest(current_user, $1) AS d", ["text"], [reader["reader_id"]])["d"]
-    return fingerprints.file_signature(reader)
+    return fingerprints.source_signature(reader, lambda reader_id: db.one(
+        "SELECT shift._reader_digest(current_user, $1) AS d", ["text"], [reader_id])["d"])
 
 
 def changed_sources(db, readers):

@@ -57,11 +57,12 @@ def finetune_payload(model_id, train_reader, validation_reader, test_reader, par
             "test_reader": test_reader, "params": params}
 
 
-def datasim_key(reader_id, reader_version, settings):
-    return "datasim/task2vec/%s/%s/%s" % (reader_id, reader_version, canonical_json(settings))
+def datasim_key(reader_id, reader_version, settings, source_signature):
+    return "datasim/task2vec/%s/%s/%s/%s" % (reader_id, reader_version, source_signature, canonical_json(settings))
 
 
-def datasim_payload(reader_id, reader_version, settings):
-    # model_id: the probe, so that rights on it are checked and a worker that has it loaded takes the task
+def datasim_payload(reader_id, reader_version, settings, source_signature):
+    # model_id: the probe, so that rights on it are checked and a worker that has it loaded takes the task;
+    # source_signature: the data the query saw, which the embedding is stored as made from
     return {"reader_id": reader_id, "reader_version": reader_version, "model_id": settings["probe"],
-            "settings": settings}
+            "settings": settings, "source_signature": source_signature}

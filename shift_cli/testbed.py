@@ -227,8 +227,20 @@ def store_task_embedding(conn, reader_id, fisher, probe, scale=None, **settings)
     embeddings.check(fisher, scale)
     index = embeddings.index_vector(fisher, scale)
     conn.execute(
-        "INSERT INTO shift.task_embeddings (reader_id, reader_version, kind, settings, dim, embedding, scale, "
-        "index_vector, num_samples, seconds, device) VALUES (%s, shift._reader_version(%s), 'task2vec', %s, %s, %s, "
-        "%s, %s::vector, 1, 0, 'fixture')",
-        (reader_id, reader_id, psycopg.types.json.Jsonb(chosen), len(fisher), fisher.tolist(), scale.tolist(),
-         "[%s]" % ",".join(repr(float(v)) for v in index)))
+        "INSERT INTO shift.task_embeddings (reader_id, reader_version, kind, settings, source_signature, dim, "
+        "embedding, scale, index_vector, num_samples, seconds, device) VALUES (%s, shift._reader_version(%s), "
+        "'task2vec', %s, %s, %s, %s, %s, %s::vector, 1, 0, 'fixture')",
+        (reader_id, reader_id, psycopg.types.json.Jsonb(chosen), reader_signature(conn, reader_id), len(fisher),
+         fisher.tolist(), scale.tolist(), "[%s]" % ",".join(repr(float(v)) for v in index)))
+
+
+def reader_signature(conn, reader_id):
+    """pyfuncs.fingerprints.content_signature of a reader's data as it is now, as a query computes it."""
+    from pyfuncs import fingerprints, versions
+
+    rows = conn.cursor(row_factory=psycopg.rows.dict_row)
+    reader = rows.execute("SELECT * FROM shift.readers WHERE reader_id = %s", (reader_id,)).fetchone()
+    sources = rows.execute("SELECT * FROM shift.readers WHERE reader_id = ANY(%s)",
+                           (versions.source_ids(reader),)).fetchall()
+    digest = lambda r: conn.execute("SELECT shift._reader_digest(current_user, %s)", (r,)).fetchone()[0]  # noqa: E731
+    return fingerprints.content_signature({s["reader_id"]: fingerprints.source_signature(s, digest) for s in sources})

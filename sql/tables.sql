@@ -169,6 +169,10 @@ COMMENT ON TABLE shift.finetune_results IS
 --           settings differ are never compared (pyfuncs/embeddings.py).
 -- reader_version  shift._reader_version(reader_id) when the vector was made: a
 --           reader whose data changed has a new version, and the old row is not used
+-- source_signature  pyfuncs.fingerprints.content_signature of the reader's sources as
+--           the query that asked for the vector saw them (a SQL reader's row digest, a
+--           file reader's stat): a vector whose reader's data changed since is not
+--           compared, but computed again and replaced
 -- dim, embedding  the exact vector, real[] of any length (a ResNet-34 Task2Vec
 --           has 8,512 values, over pgvector's 2,000-dimension HNSW limit); exact
 --           distances are computed from it
@@ -187,6 +191,7 @@ COMMENT ON TABLE shift.finetune_results IS
 CREATE TABLE shift.task_embeddings (
     reader_id      text NOT NULL REFERENCES shift.readers ON DELETE CASCADE,
     reader_version text NOT NULL,
+    source_signature text NOT NULL,
     kind           text NOT NULL CHECK (kind IN ('task2vec', 'tans', 'fennec')),
     settings       jsonb NOT NULL,
     dim            integer NOT NULL CHECK (dim > 0),

@@ -142,6 +142,37 @@ def test_task_distances_and_the_settings_mismatch(t2v, user):
         assert ranked == pytest.approx(embeddings.distance("asymmetric", a, b, 0.3), rel=1e-6)
 
 
+def test_a_changed_table_behind_a_reader_has_it_embedded_again(t2v, user):
+    """The rows of a SQL reader change: its embedding is computed again from them and replaces the old one;
+    the other readers' embeddings stay, and the next query computes nothing."""
+    params = json.dumps({"max_samples": 48})  # settings of this test's own
+
+    def near(conn):
+        return dict(conn.execute("SELECT reader_id, score FROM shift.dataset_similarity('Task2Vec', %s, "
+                                 "ARRAY['BenchDigits', 'BenchNoise'], 'TestReader')", (params,)).fetchall())
+
+    def stored(conn):
+        return {r[0]: r[1:] for r in conn.execute(
+            "SELECT reader_id, source_signature, embedding FROM shift.task_embeddings WHERE settings @> %s",
+            (params,))}
+
+    def embedded(conn, since):
+        return sorted(r[0] for r in conn.execute(
+            "SELECT payload->>'reader_id' FROM shift.tasks WHERE kind = 'datasim' AND task_id > %s", (since,)))
+
+    with connect_as(t2v, user) as conn:
+        first, before = near(conn), stored(conn)
+        last = max(t[0] for t in datasim_tasks(conn))
+        assert near(conn) == first and embedded(conn, last) == []
+        conn.execute("UPDATE %s.benchnoise SET x = array_fill(0.5::real, ARRAY[64]) WHERE id < 20" % user)
+        second, after = near(conn), stored(conn)
+        assert embedded(conn, last) == ["BenchNoise"]
+        assert after["BenchNoise"][0] != before["BenchNoise"][0] and after["BenchNoise"][1] != before["BenchNoise"][1]
+        assert after["BenchDigits"] == before["BenchDigits"] and after["TestReader"] == before["TestReader"]
+        assert second["BenchNoise"] != first["BenchNoise"] and second["BenchDigits"] == first["BenchDigits"]
+        assert near(conn) == second and embedded(conn, last) == ["BenchNoise"]
+
+
 @pytest.mark.parametrize("params, readers, sqlstate, message", [
     ({"max_samples": 100}, ["BenchDigits"], "22023", "reader BenchDigits has 64 samples, fewer than max_samples 100"),
     ({"probe": "tabnet-s"}, ["BenchDigits"], "42809", "task2vec probe tabnet-s is a onnx model, not a PyTorch module"),
@@ -173,9 +204,10 @@ def test_embeddings_are_as_private_as_their_readers(t2v, user, cluster):
         with connect_as(t2v, other) as conn:
             assert conn.execute("SELECT count(*) FROM shift.task_embeddings").fetchone()[0] == 0
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
-                conn.execute("INSERT INTO shift.task_embeddings (reader_id, reader_version, kind, settings, dim, "
-                             "embedding, index_vector, num_samples, seconds, device) VALUES ('TestReader', 'v', "
-                             "'task2vec', '{}', 1, '{1}', array_fill(0.1, ARRAY[256])::real[]::vector, 1, 0, 'x')")
+                conn.execute("INSERT INTO shift.task_embeddings (reader_id, reader_version, kind, settings, "
+                             "source_signature, dim, embedding, index_vector, num_samples, seconds, device) VALUES "
+                             "('TestReader', 'v', 'task2vec', '{}', 's', 1, '{1}', "
+                             "array_fill(0.1, ARRAY[256])::real[]::vector, 1, 0, 'x')")
         with connect_as(t2v, user) as conn:
             conn.execute("SELECT shift.grant_reader('TestReader', %s)", (other,))
         with connect_as(t2v, other) as conn:

@@ -68,3 +68,14 @@ def test_a_vision_csv_signature_sees_an_image_rewritten_under_an_unchanged_csv(t
     assert fingerprints.source_paths(dict(reader, input="Tabular")) == [str(table)]
     table.write_text("")
     assert fingerprints.source_paths(reader) == [str(table)]
+
+
+def test_a_content_signature_changes_with_any_source_and_not_with_their_order():
+    base = {"A": "1", "B": "2"}
+    sig = fingerprints.content_signature(base)
+    assert fingerprints.content_signature({"B": "2", "A": "1"}) == sig
+    assert fingerprints.content_signature({"A": "1", "B": "3"}) != sig  # one source's data changed
+    assert fingerprints.content_signature({"A": "1", "C": "2"}) != sig  # another source, the same data
+    assert fingerprints.content_signature({"A": "1"}) != sig
+    # a SQL reader's digest comes from PostgreSQL, a file reader's signature from its files
+    assert fingerprints.source_signature({"reader_id": "S", "kind": "sql"}, lambda r: "digest of " + r) == "digest of S"

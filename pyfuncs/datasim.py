@@ -26,6 +26,7 @@ import numpy as np
 
 from . import embeddings, fingerprints, planner, queue, scorers, tasks, versions
 from .arguments import distinct_ids, json_object, require_known, resolve_reader
+from .arguments import missing as missing_error
 from .errors import INTERNAL_ERROR, INVALID_PARAMETER, UNDEFINED_OBJECT, WRONG_OBJECT_TYPE, ShiftError
 
 PROBE_SETTING = "shift.task2vec_probe"
@@ -87,9 +88,21 @@ def _check_computable(readers, probe, given):
 
 
 def _versions(db, readers):
+    """{reader_id: shift._reader_version} of the readers the caller can see (one scan of shift.readers)."""
     return {r["reader_id"]: r["v"] for r in db.execute(
-        "SELECT reader_id, shift._reader_version(reader_id) AS v FROM shift.readers WHERE reader_id = ANY($1)",
+        "SELECT r.reader_id, shift._version_of(r) AS v FROM shift.readers r WHERE r.reader_id = ANY($1)",
         ["text[]"], [readers])}
+
+
+def _missing(db, chosen, readers, current, signatures=None):
+    """The readers without an embedding with these settings of their current version (with `signatures`, of
+    the data they name): over a whole pool, one look-up that spares each row its row-security check."""
+    if signatures is None:
+        return db.one("SELECT shift._lacking_embeddings(current_user, 'task2vec', $1, $2, $3) AS ids",
+                      ["jsonb", "text[]", "text[]"],
+                      [scorers.canonical_json(chosen), readers, [current.get(r) for r in readers]])["ids"]
+    have = stored(db, "task2vec", chosen, readers, current, values=False, signatures=signatures)
+    return [r for r in readers if r not in have]
 
 
 def stored(db, kind, chosen, readers, current, values=True, signatures=None):
@@ -120,12 +133,11 @@ def content_signatures(db, readers):
             for r, row in rows.items()}
 
 
-def ensure(db, chosen, readers, given, signatures=None):
+def ensure(db, chosen, readers, given, signatures=None, current=None):
     """The current versions of the readers, once each has an embedding with these settings (with
     `signatures`, of the data they name): datasim tasks are queued for the missing ones and waited for."""
-    current = _versions(db, readers)
-    have = stored(db, "task2vec", chosen, readers, current, values=False, signatures=signatures)
-    missing = [r for r in readers if r not in have]
+    current = current or _versions(db, readers)
+    missing = _missing(db, chosen, readers, current, signatures)
     if not missing:
         return current
     probe = _probe(db, chosen["probe"])
@@ -140,9 +152,7 @@ def ensure(db, chosen, readers, given, signatures=None):
     # a version reads its sources: the rights on them are checked with the task's
     queue.wait(db, queue.enqueue(db, planned, [chosen["probe"]], set(missing).union(*map(versions.source_ids, rows))))
     current = _versions(db, readers)
-    have = stored(db, "task2vec", chosen, readers, current, values=False,
-                  signatures={r: signatures[r] for r in missing})
-    lost = [r for r in readers if r not in have]
+    lost = _missing(db, chosen, missing, current, {r: signatures[r] for r in missing})
     if lost:
         raise ShiftError("task2vec embedding of reader %s is missing after its datasim task finished" % lost[0],
                          INTERNAL_ERROR, hint="its reader may have changed meanwhile; run the query again")
@@ -192,11 +202,14 @@ def dataset_similarity(db, metric_name, params, reader_ids, target_reader, top_k
     readers = [r for r in distinct_ids(reader_ids) if r != target["reader_id"]]
     if not readers:
         return []
-    require_known(db, "reader", readers)
+    current = _versions(db, [target["reader_id"]] + readers)
+    unknown = next((r for r in readers if r not in current), None)
+    if unknown is not None:
+        raise missing_error(db, "reader", unknown)
     chosen = settings(db, resolved)
     if top_k is not None and top_k < 1:
         raise ShiftError("top_k must be positive, not %d" % top_k, INVALID_PARAMETER)
-    ensure(db, chosen, [target["reader_id"]] + readers, given)
+    ensure(db, chosen, [target["reader_id"]] + readers, given, current=current)
     if uses_index(resolved["distance"], len(readers), top_k, descending):
         candidates = set(_index_candidates(db, chosen, target["reader_id"], readers, top_k))
         if len(candidates) >= min(top_k, len(readers)):

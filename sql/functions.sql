@@ -98,8 +98,15 @@ COMMENT ON FUNCTION shift.retry_failed_tasks() IS 'queue every failed task again
 -- own (change, add and delete readers, seed 000 §5). NULL for a reader the caller cannot see.
 CREATE FUNCTION shift._reader_version(reader text) RETURNS text
 LANGUAGE sql STABLE SECURITY INVOKER SET search_path = pg_catalog, pg_temp
+AS $$ SELECT shift._version_of(r) FROM shift.readers r WHERE r.reader_id = reader $$;
+
+-- The same of a row of shift.readers. No SET clause, so that PostgreSQL inlines it into the query
+-- reading the rows (every name in it is qualified): a pool of 10,000 readers is versioned in one scan,
+-- not by 10,000 calls that each look their reader up again.
+CREATE FUNCTION shift._version_of(r shift.readers) RETURNS text
+LANGUAGE sql STABLE SECURITY INVOKER
 AS $$
-    SELECT md5(concat_ws(E'\x1f', r.kind, r.source, r.options::text, r.num_samples::text, r.classes::text,
-                         r.block_size::text, extract(epoch FROM r.registered_at)::text))
-      FROM shift.readers r WHERE r.reader_id = reader
+    SELECT pg_catalog.md5(pg_catalog.concat_ws(E'\x1f', r.kind, r.source, r.options::text, r.num_samples::text,
+                                               r.classes::text, r.block_size::text,
+                                               extract(epoch FROM r.registered_at)::text))
 $$;

@@ -89,7 +89,10 @@ AS $$ SELECT has_table_privilege(role, 'shift.readers', 'DELETE') $$;
 -------------------------------------------------------------------------------
 
 ALTER TABLE shift.readers ENABLE ROW LEVEL SECURITY;
-CREATE POLICY visible ON shift.readers USING (shift._may_use(current_user, owner, reader_id));
+-- A reader's owner sees it without the function call: most rows a user reads are their own, and a pool
+-- of 10,000 readers is checked in milliseconds instead of a second.
+CREATE POLICY visible ON shift.readers
+    USING (owner = current_user OR shift._may_use(current_user, owner, reader_id));
 
 ALTER TABLE shift.labels ENABLE ROW LEVEL SECURITY;
 CREATE POLICY visible ON shift.labels
@@ -398,6 +401,21 @@ AS $$
             SELECT jsonb_array_elements_text(CASE WHEN jsonb_typeof(payload->'reader_ids') = 'array'
                                                   THEN payload->'reader_ids' ELSE '[]' END)) AS s
      WHERE v IS NOT NULL
+$$;
+
+-- Of a pool of readers at their current versions, those lacking a task embedding of this kind and these
+-- settings (and those the caller may not use). SECURITY DEFINER: row security on shift.task_embeddings
+-- looks each row's reader up again (10 us a row, 0.1 s for a pool of 10,000), while the caller's right
+-- to each reader is checked here once, cheaply for its own, and only ids it passed come back.
+CREATE FUNCTION shift._lacking_embeddings(caller name, kind text, settings jsonb, readers text[],
+                                          versions text[]) RETURNS text[]
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(array_agg(u.id ORDER BY u.n), '{}')
+      FROM (SELECT shift._caller(caller) AS role) who, unnest(readers, versions) WITH ORDINALITY AS u(id, v, n)
+     WHERE NOT EXISTS (SELECT FROM shift.readers r JOIN shift.task_embeddings e USING (reader_id)
+                        WHERE r.reader_id = u.id AND e.reader_version = u.v AND e.kind = $2 AND e.settings = $3
+                          AND (r.owner = who.role OR shift._may_use(who.role, r.owner, r.reader_id)))
 $$;
 
 -- SECURITY DEFINER: users may not write shift.tasks. Each task is checked before it is written: its

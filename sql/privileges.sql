@@ -409,13 +409,20 @@ $$;
 -- to each reader is checked here once, cheaply for its own, and only ids it passed come back.
 CREATE FUNCTION shift._lacking_embeddings(caller name, kind text, settings jsonb, readers text[],
                                           versions text[]) RETURNS text[]
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT coalesce(array_agg(u.id ORDER BY u.n), '{}')
-      FROM (SELECT shift._caller(caller) AS role) who, unnest(readers, versions) WITH ORDINALITY AS u(id, v, n)
+DECLARE
+    role name := shift._caller(caller);
+    lacking text[];
+BEGIN
+    SELECT coalesce(array_agg(u.id ORDER BY u.n), '{}') INTO lacking
+      FROM unnest(readers, versions) WITH ORDINALITY AS u(id, v, n)
      WHERE NOT EXISTS (SELECT FROM shift.readers r JOIN shift.task_embeddings e USING (reader_id)
-                        WHERE r.reader_id = u.id AND e.reader_version = u.v AND e.kind = $2 AND e.settings = $3
-                          AND (r.owner = who.role OR shift._may_use(who.role, r.owner, r.reader_id)))
+                        WHERE r.reader_id = u.id AND e.reader_version = u.v
+                          AND e.kind = _lacking_embeddings.kind AND e.settings = _lacking_embeddings.settings
+                          AND (r.owner = role OR shift._may_use(role, r.owner, r.reader_id)));
+    RETURN lacking;
+END
 $$;
 
 -- SECURITY DEFINER: users may not write shift.tasks. Each task is checked before it is written: its

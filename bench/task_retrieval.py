@@ -67,6 +67,10 @@ def store(conn, user, n, dim, seed, chosen):
     fisher, scale = synthetic(n, dim, seed)
     conn.execute("SELECT shift.grant_usage(%s::regrole)", (user,))
     started = time.perf_counter()
+    # a bulk load: the rows first, the HNSW index once over all of them (inserting 10^6 rows into the graph
+    # one at a time takes hours)
+    index_sql = conn.execute("SELECT pg_get_indexdef('shift.task_embeddings_hnsw'::regclass)").fetchone()[0]
+    conn.execute("DROP INDEX shift.task_embeddings_hnsw")
     with conn.transaction():
         # reader rows written directly (the benchmark owns the database): registering 10^6 files is not what is timed
         with conn.cursor().copy("COPY shift.readers (reader_id, kind, source, num_samples, classes, owner) "
@@ -92,7 +96,7 @@ def store(conn, user, n, dim, seed, chosen):
                                     vector_text(index[i - lo]), 100, 0.0, "synthetic"))
     loaded = time.perf_counter() - started
     started = time.perf_counter()
-    conn.execute("REINDEX INDEX shift.task_embeddings_hnsw")  # built once over all rows, as after a bulk load
+    conn.execute(index_sql)
     conn.execute("ANALYZE shift.task_embeddings")
     conn.execute("ANALYZE shift.readers")
     return fisher, scale, loaded, time.perf_counter() - started

@@ -148,7 +148,7 @@ def test_server_runs_as_the_unprivileged_user(running):
     with psycopg.connect(running.dsn("postgres")) as conn:
         backend, data_dir = conn.execute(
             "SELECT pg_backend_pid(), current_setting('data_directory')").fetchone()
-    assert proc_uid(backend) == uid
+        assert proc_uid(backend) == uid  # while the connection is open: its backend exits with it
     assert proc_uid(running.status()["pid"]) == uid
     assert os.stat(data_dir).st_uid == uid
     assert os.stat(os.path.realpath(running.socket_dir)).st_uid == uid

@@ -56,16 +56,10 @@ class _Version:
         return out, labels
 
 
-def read_version_features(conn, model_id, reader, limit=None):
-    """(features, labels) of one model over a version, in its order, or its halving prefix of `limit`.
-
-    Only features of their blocks' current content count (pyfuncs/fingerprints.py)."""
-    version = _Version(conn, model_id, reader, limit)
-    return version.features(version.pos)
-
-
 def version_blocks(conn, model_id, reader, dim, limit=None):
-    """The same as proxies.Blocks of the version's block size: each block of rows assembled when it is read."""
+    """One model's features over a version, in its order (or its halving prefix of `limit`), as proxies.Blocks
+    of the version's block size: each block of rows assembled when it is read. Only features of their blocks'
+    current content count (pyfuncs/fingerprints.py)."""
     version = _Version(conn, model_id, reader, limit)
     rows, n = reader["block_size"], len(version.pos)
 

@@ -35,25 +35,31 @@ class _Version:
                 continue
             blocks = idx[rows_here] // block_size
             wanted = sorted(set(blocks.tolist()))
-            cached = {r[0]: r[1:] for r in self.conn.execute(
-                "SELECT f.block, f.num_rows, f.dim, f.data, l.y FROM shift.features f "
-                "JOIN shift.labels l USING (reader_id, block) "
-                "WHERE f.model_id = %s AND f.reader_id = %s AND f.block = ANY(%s) AND f.fingerprint = l.fingerprint",
-                (self.model_id, source, wanted))}
-            lacking = [b for b in wanted if b not in cached]
-            if lacking:
-                raise LookupError("features of %s on %s (read by %s) lack block %d in the cache"
-                                  % (self.model_id, source, self.reader["reader_id"], lacking[0]))
-            for block in wanted:
-                num_rows, dim, data, y = cached.pop(block)
-                feats = np.frombuffer(data, dtype="<f4").reshape(num_rows, dim)
-                if out is None:
-                    out = np.empty((len(pos), dim), np.float32)
-                here = rows_here[blocks == block]
-                offsets = idx[here] - block * block_size
-                out[here] = feats[offsets]
-                labels[here] = relabel[np.asarray(y, np.int64)[offsets]]
+            for group in range(0, len(wanted), _BLOCKS_PER_READ):
+                numbers = wanted[group:group + _BLOCKS_PER_READ]
+                cached = {r[0]: r[1:] for r in self.conn.execute(
+                    "SELECT f.block, f.num_rows, f.dim, f.data, l.y FROM shift.features f "
+                    "JOIN shift.labels l USING (reader_id, block) WHERE f.model_id = %s AND f.reader_id = %s "
+                    "AND f.block = ANY(%s) AND f.fingerprint = l.fingerprint", (self.model_id, source, numbers),
+                    binary=True)}  # bytea as it is stored, not hex text
+                lacking = [b for b in numbers if b not in cached]
+                if lacking:
+                    raise LookupError("features of %s on %s (read by %s) lack block %d in the cache"
+                                      % (self.model_id, source, self.reader["reader_id"], lacking[0]))
+                for block in numbers:
+                    num_rows, dim, data, y = cached.pop(block)
+                    feats = np.frombuffer(data, dtype="<f4").reshape(num_rows, dim)
+                    if out is None:
+                        out = np.empty((len(pos), dim), np.float32)
+                    here = rows_here[blocks == block]
+                    offsets = idx[here] - block * block_size
+                    out[here] = feats[offsets]
+                    labels[here] = relabel[np.asarray(y, np.int64)[offsets]]
         return out, labels
+
+
+# source blocks fetched by one statement: few round trips, and only these blocks' bytes held beside the result
+_BLOCKS_PER_READ = 4
 
 
 def version_blocks(conn, model_id, reader, dim, limit=None):
@@ -67,4 +73,6 @@ def version_blocks(conn, model_id, reader, dim, limit=None):
         for b in numbers:
             yield version.features(version.pos[b * rows:(b + 1) * rows])
 
-    return proxies.Blocks(read, n, dim, max(1, -(-n // rows)), rows)
+    # held whole, each source block is read once (block by block, a change-reader's blocks would be read
+    # again for every block of the version its samples are spread over)
+    return proxies.Blocks(read, n, dim, max(1, -(-n // rows)), rows, read_all=lambda: version.features(version.pos))

@@ -860,9 +860,10 @@ def feature_blocks(conn, model_id, reader_id, limit=None, relabel=None):
     else:
         blocks = _plain_blocks(conn, model_id, reader, dim[0], limit)
     if relabel is not None:
-        read, read_labels = blocks.read, blocks.read_labels
+        read, read_labels, read_all = blocks.read, blocks.read_labels, blocks.read_all
         blocks.read = lambda numbers: ((x, relabel(y)) for x, y in read(numbers))
         blocks.read_labels = read_labels and (lambda: relabel(read_labels()))
+        blocks.read_all = read_all and (lambda: (lambda x, y: (x, relabel(y)))(*read_all()))
     return blocks
 
 
@@ -875,7 +876,7 @@ def _plain_blocks(conn, model_id, reader, dim, limit):
             row = conn.execute(
                 "SELECT f.num_rows, f.dim, f.data, l.y FROM shift.features f JOIN shift.labels l USING (reader_id, block) "
                 "WHERE f.model_id = %s AND f.reader_id = %s AND f.block = %s AND f.fingerprint = l.fingerprint",
-                (model_id, reader["reader_id"], b)).fetchone()
+                (model_id, reader["reader_id"], b), binary=True).fetchone()  # bytea as stored, not hex text
             want = min(size, n - b * size)
             if row is None or row[0] < want or row[1] != dim:
                 raise LookupError("features of %s on %s lack block %d of the current data in the cache"
@@ -913,4 +914,17 @@ class _ReadClock:
                 yield x, y
 
         blocks.read = timed_read
+        if blocks.read_all is not None:
+            read_all = blocks.read_all
+
+            def timed_read_all():
+                started = time.perf_counter()
+                try:
+                    x, y = read_all()
+                finally:
+                    self.seconds += time.perf_counter() - started
+                self.rows += len(y)
+                return x, y
+
+            blocks.read_all = timed_read_all
         return blocks

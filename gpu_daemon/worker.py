@@ -685,9 +685,11 @@ class Worker:
     def run_finetune(self, task_id, payload):
         p = payload
         key = (p["model_id"], p["train_reader"], p["validation_reader"], p["test_reader"], Jsonb(p["params"]))
+        signature = p["source_signature"]
         if self.conn.execute(
                 "SELECT 1 FROM shift.finetune_results WHERE model_id = %s AND train_reader = %s "
-                "AND validation_reader = %s AND test_reader = %s AND params = %s", key).fetchone():
+                "AND validation_reader = %s AND test_reader = %s AND params = %s AND source_signature = %s",
+                key + (signature,)).fetchone():
             return
         self._last_progress = 0.0
         # a fresh copy: fine-tuning changes the weights, and the loaded models serve inference
@@ -704,11 +706,17 @@ class Worker:
         _, test = self._read_reader(p["test_reader"], memory // 8, like=train_reader)
         result = finetune.run(loaded, train, validation, test, len(train_reader["classes"]), p["params"],
                               progress=lambda f: self._progress_every(task_id, f), memory_bytes=memory // 2)
+        # the result of the readers' earlier data, if any, is replaced
         self.conn.execute(
-            "INSERT INTO shift.finetune_results (model_id, train_reader, validation_reader, test_reader, params, "
-            "test_accuracy, validation_accuracy, settings, seconds, device, worker_id) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-            key + (result["test_accuracy"], result["validation_accuracy"], Jsonb(result["settings"]),
+            "INSERT INTO shift.finetune_results AS f (model_id, train_reader, validation_reader, test_reader, params, "
+            "source_signature, test_accuracy, validation_accuracy, settings, seconds, device, worker_id) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (model_id, train_reader, validation_reader, test_reader, params) DO UPDATE SET "
+            "source_signature = EXCLUDED.source_signature, test_accuracy = EXCLUDED.test_accuracy, "
+            "validation_accuracy = EXCLUDED.validation_accuracy, settings = EXCLUDED.settings, "
+            "seconds = EXCLUDED.seconds, device = EXCLUDED.device, worker_id = EXCLUDED.worker_id, "
+            "computed_at = now() WHERE f.source_signature <> EXCLUDED.source_signature",
+            key + (signature, result["test_accuracy"], result["validation_accuracy"], Jsonb(result["settings"]),
                    result["seconds"], self.device, self.worker_id))
 
     # -- dataset similarity (seed 000 §3.4 "DataSim Task") ----------------------------------

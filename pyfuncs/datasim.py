@@ -24,7 +24,7 @@ import json
 
 import numpy as np
 
-from . import embeddings, fingerprints, planner, queue, scorers, tasks, versions
+from . import embeddings, planner, queue, scorers, tasks, versions
 from .arguments import distinct_ids, json_object, require_known, resolve_reader
 from .arguments import missing as missing_error
 from .errors import INTERNAL_ERROR, INVALID_PARAMETER, UNDEFINED_OBJECT, WRONG_OBJECT_TYPE, ShiftError
@@ -121,16 +121,9 @@ def stored(db, kind, chosen, readers, current, values=True, signatures=None):
 
 
 def content_signatures(db, readers):
-    """{reader_id: fingerprints.content_signature} of the readers' data as it is now (a version's: of its
-    sources'): one row digest per SQL reader behind them, one stat per file."""
-    rows = {r["reader_id"]: r for r in db.execute("SELECT * FROM shift.readers WHERE reader_id = ANY($1)",
-                                                  ["text[]"], [readers])}
-    sources = sorted({s for r in rows.values() for s in versions.source_ids(r)})
-    plain = {r["reader_id"]: r for r in db.execute("SELECT * FROM shift.readers WHERE reader_id = ANY($1)",
-                                                   ["text[]"], [sources])}
-    now = {s: planner.source_signature(db, plain[s]) for s in sources}
-    return {r: fingerprints.content_signature({s: now[s] for s in versions.source_ids(row)})
-            for r, row in rows.items()}
+    """{reader_id: fingerprints.content_signature} of the readers' data as it is now (planner.data_signatures)."""
+    return planner.data_signatures(db, list(db.execute("SELECT * FROM shift.readers WHERE reader_id = ANY($1)",
+                                                       ["text[]"], [readers])))
 
 
 def ensure(db, chosen, readers, given, signatures=None, current=None):

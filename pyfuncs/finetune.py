@@ -5,7 +5,9 @@ learning rate on a validation reader and measure accuracy on a test reader;
 each outcome is one row of shift.finetune_results, keyed by the model, the three
 readers and the protocol's resolved parameters, so a result is computed once
 and read by everything after: the FineTune scorer, the meta-learned strategies
-(seed 000 §3.2 Q5), and the regret of every other strategy.
+(seed 000 §3.2 Q5), and the regret of every other strategy. A row also records the
+signature of the readers' data it was computed on: after the table behind a SQL
+reader or a reader's file changes, the model is fine-tuned again and its row replaced.
 
 The protocol itself runs in the worker (gpu_daemon.finetune); this module plans
 the tasks, waits for them, and reads the table.
@@ -50,14 +52,21 @@ def _classes(reader):
     return ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
 
 
-def _results(db, models, train, validation, test, params):
+def _results(db, models, train, validation, test, params, signature):
     rows = db.execute(
         "SELECT model_id, test_accuracy, validation_accuracy, settings::text AS settings, seconds "
         "FROM shift.finetune_results WHERE model_id = ANY($1) AND train_reader = $2 AND validation_reader = $3 "
-        "AND test_reader = $4 AND params = $5",
-        ["text[]", "text", "text", "text", "jsonb"],
-        [models, train, validation, test, scorers.canonical_json(params)])
+        "AND test_reader = $4 AND params = $5 AND source_signature = $6",
+        ["text[]", "text", "text", "text", "jsonb", "text"],
+        [models, train, validation, test, scorers.canonical_json(params), signature])
     return {r["model_id"]: r for r in rows}
+
+
+def data_signature(db, train, validation, test):
+    """One signature of the data behind the three readers as they are now (planner.data_signatures)."""
+    from . import fingerprints, planner
+
+    return fingerprints.content_signature(planner.data_signatures(db, [train, validation, test]))
 
 
 def run(db, model_ids, train, validation, test, params):
@@ -65,27 +74,29 @@ def run(db, model_ids, train, validation, test, params):
 
     A model a worker cannot load is left out with a warning, as queries leave it out of a pool:
     one whose load error is recorded before anything is planned, one whose task finds it while
-    this waits."""
+    this waits. A result of data that changed since is not read back: the model is fine-tuned again."""
     from . import planner
 
     models = _models(db, model_ids)
     _check_readers(train, validation, test)
     ids = (train["reader_id"], validation["reader_id"], test["reader_id"])
-    done = _results(db, models, *ids, params)
+    signature = data_signature(db, train, validation, test)
+    done = _results(db, models, *ids, params, signature)
     left_out = planner.unloadable(db, [m for m in models if m not in done])
     missing = [m for m in models if m not in done and m not in left_out]
     if missing:
         queue.require_read_committed(db)
         queue.require_live_worker(db)
-        planned = [("finetune", tasks.finetune_key(m, *ids, params), tasks.finetune_payload(m, *ids, params), [])
-                   for m in missing]
+        planned = [("finetune", tasks.finetune_key(m, *ids, params, signature),
+                    tasks.finetune_payload(m, *ids, params, signature), []) for m in missing]
         # a version reads its sources: the rights on them are checked with the task's
         readers = set(ids).union(*(versions.source_ids(r) for r in (train, validation, test)))
         left_out.update(queue.wait(db, queue.enqueue(db, planned, models, readers), leave_out_unloadable=True))
-        done = _results(db, models, *ids, params)
+        done = _results(db, models, *ids, params, signature)
         lost = [m for m in missing if m not in done and m not in left_out]
         if lost:
-            raise ShiftError("fine-tuning result of model %s is missing after its task finished" % lost[0], INTERNAL_ERROR)
+            raise ShiftError("fine-tuning result of model %s is missing after its task finished" % lost[0],
+                             INTERNAL_ERROR, hint="its readers' data may have changed meanwhile; run it again")
     for m, why in sorted(left_out.items()):
         planner.warn_unloadable(db, m, why)
     return done, left_out

@@ -119,6 +119,17 @@ def source_signature(db, reader):
         "SELECT shift._reader_digest(current_user, $1) AS d", ["text"], [reader_id])["d"])
 
 
+def data_signatures(db, readers):
+    """{reader_id: fingerprints.content_signature} of these reader rows' data as it is now (a version's: of its
+    sources'): one row digest per SQL reader behind them, one stat per file, each source looked at once."""
+    sources = sorted({s for r in readers for s in versions.source_ids(r)})
+    plain = {r["reader_id"]: r for r in db.execute("SELECT * FROM shift.readers WHERE reader_id = ANY($1)",
+                                                   ["text[]"], [sources])}
+    now = {s: source_signature(db, plain[s]) for s in sources}
+    return {r["reader_id"]: fingerprints.content_signature({s: now[s] for s in versions.source_ids(r)})
+            for r in readers}
+
+
 def changed_sources(db, readers):
     """{reader_id: signature now} of the readers whose source differs from what their cache was validated on."""
     out = {}

@@ -47,14 +47,15 @@ def num_blocks(num_samples, block_size):
     return -(-num_samples // block_size)
 
 
-def finetune_key(model_id, train_reader, validation_reader, test_reader, params):
-    return "finetune/%s/%s/%s/%s/%s" % (model_id, train_reader, validation_reader, test_reader,
-                                        canonical_json(params))
+def finetune_key(model_id, train_reader, validation_reader, test_reader, params, source_signature):
+    return "finetune/%s/%s/%s/%s/%s/%s" % (model_id, train_reader, validation_reader, test_reader,
+                                           source_signature, canonical_json(params))
 
 
-def finetune_payload(model_id, train_reader, validation_reader, test_reader, params):
+def finetune_payload(model_id, train_reader, validation_reader, test_reader, params, source_signature):
+    # source_signature: the readers' data the call saw, which the result is stored as made from
     return {"model_id": model_id, "train_reader": train_reader, "validation_reader": validation_reader,
-            "test_reader": test_reader, "params": params}
+            "test_reader": test_reader, "params": params, "source_signature": source_signature}
 
 
 def datasim_key(reader_id, reader_version, settings, source_signature):

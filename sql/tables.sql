@@ -142,6 +142,9 @@ CREATE TABLE shift.finetune_results (
     validation_reader   text NOT NULL REFERENCES shift.readers ON DELETE CASCADE,
     test_reader         text NOT NULL REFERENCES shift.readers ON DELETE CASCADE,
     params              jsonb NOT NULL,   -- the protocol's resolved parameters (FineTune's)
+    -- pyfuncs.fingerprints.content_signature of the three readers' sources as the asking call saw
+    -- them: a result of data that changed since is not read back, but computed again and replaced
+    source_signature    text NOT NULL,
     test_accuracy       double precision NOT NULL CHECK (test_accuracy BETWEEN 0 AND 1),
     validation_accuracy double precision NOT NULL CHECK (validation_accuracy BETWEEN 0 AND 1),
     settings            jsonb NOT NULL,   -- what was tried and chosen: per run and learning rate

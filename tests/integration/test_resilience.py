@@ -202,8 +202,8 @@ def test_a_task_that_kills_its_workers_is_quarantined_until_retried(rdb, cluster
 
 def test_a_stopped_worker_gives_its_fine_tuning_task_back(rdb, cluster):
     params = finetuning.resolve(json.dumps({"steps": 1_000_000, "batch_size": 16}))
-    key = tasks.finetune_key("enc", "RTrain", "RTest", "RTest", params)
-    payload = tasks.finetune_payload("enc", "RTrain", "RTest", "RTest", params)
+    key = tasks.finetune_key("enc", "RTrain", "RTest", "RTest", params, "signature")
+    payload = tasks.finetune_payload("enc", "RTrain", "RTest", "RTest", params, "signature")
     worker = WorkerProcess(rdb.worker_dsn, cluster.home / "worker-stopped.log", "stopped").wait_ready()
     try:
         with rdb.connect() as conn:

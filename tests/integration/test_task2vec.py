@@ -173,6 +173,38 @@ def test_a_changed_table_behind_a_reader_has_it_embedded_again(t2v, user):
         assert near(conn) == second and embedded(conn, last) == ["BenchNoise"]
 
 
+def test_a_changed_table_behind_a_reader_has_its_models_fine_tuned_again(t2v, user):
+    """A fine-tuning result records the data it was computed on: after an UPDATE of the table behind the
+    train reader, shift.finetune fine-tunes again and replaces the row; unchanged, it reads the row back."""
+    model = PROBE
+
+    def tune(conn):
+        return conn.execute("SELECT test_accuracy FROM shift.finetune(ARRAY[%s], 'Tuned', 'TestReader', "
+                            "'TestReader', %s)", (model, json.dumps(SHORT))).fetchall()
+
+    def row(conn):
+        return conn.execute("SELECT source_signature, test_accuracy, computed_at FROM shift.finetune_results "
+                            "WHERE train_reader = 'Tuned'").fetchall()
+
+    def runs(conn):
+        return conn.execute("SELECT count(*) FROM shift.tasks WHERE kind = 'finetune' "
+                            "AND payload->>'train_reader' = 'Tuned'").fetchone()[0]
+
+    (x, y), _ = digits(n_train=64, n_test=8, seed=5)
+    with connect_as(t2v, user) as conn:
+        register(conn, user, "Tuned", x, y)
+        first = tune(conn)
+        (before,) = row(conn)
+        assert first == [(before[1],)] and runs(conn) == 1
+        assert tune(conn) == first and runs(conn) == 1
+        conn.execute("UPDATE %s.tuned SET y = (y + 1) %% 10 WHERE id < 32" % user)
+        second = tune(conn)
+        (after,) = row(conn)  # replaced, not added beside the old one
+        assert runs(conn) == 2 and second == [(after[1],)]
+        assert after[0] != before[0] and after[2] > before[2]
+        assert tune(conn) == second and runs(conn) == 2
+
+
 @pytest.mark.parametrize("params, readers, sqlstate, message", [
     ({"max_samples": 100}, ["BenchDigits"], "22023", "reader BenchDigits has 64 samples, fewer than max_samples 100"),
     ({"probe": "tabnet-s"}, ["BenchDigits"], "42809", "task2vec probe tabnet-s is a onnx model, not a PyTorch module"),

@@ -647,9 +647,11 @@ class Worker:
                                          (p["test_reader"], p["train_reader"])).fetchall())
         memory = int(self.conn.execute("SELECT " + WORKER_MEMORY_MB).fetchone()[0] * 2 ** 20)
         reading = _ReadClock()
-        train = reading.timed(feature_blocks(self.conn, p["model_id"], p["train_reader"], limit=p["fidelity"]))
+        outputs = proxies.OUTPUTS.get(p["proxy"], "features")
+        train = reading.timed(feature_blocks(self.conn, p["model_id"], p["train_reader"], limit=p["fidelity"],
+                                             outputs=outputs))
         test = reading.timed(feature_blocks(
-            self.conn, p["model_id"], p["test_reader"],
+            self.conn, p["model_id"], p["test_reader"], outputs=outputs,
             relabel=lambda y: align_labels(y, classes[p["test_reader"]], classes[p["train_reader"]])))
         started = time.perf_counter()
         value = proxies.compute_blocks(p["proxy"], p["params"], train, test, memory)
@@ -851,22 +853,26 @@ def read_features(conn, model_id, reader_id, limit=None):
     return feature_blocks(conn, model_id, reader_id, limit).arrays()
 
 
-def feature_blocks(conn, model_id, reader_id, limit=None, relabel=None):
-    """proxies.Blocks of one model's cached features over one reader (or its first `limit` samples, or a
-    version's halving prefix), one block read per query when a pass reads it; `relabel` maps class ids."""
+def feature_blocks(conn, model_id, reader_id, limit=None, relabel=None, outputs="features"):
+    """proxies.Blocks of one model's cached features (outputs="logits": its source-task logits) over one reader
+    (or its first `limit` samples, or a version's halving prefix), one block read per query when a pass reads
+    it; `relabel` maps class ids."""
     reader = conn.cursor(row_factory=psycopg.rows.dict_row).execute(
         "SELECT * FROM shift.readers WHERE reader_id = %s", (reader_id,)).fetchone()
     if reader is None:
         raise LookupError("reader %s is no longer registered" % reader_id)
     sources = versions.source_ids(reader)
-    dim = conn.execute("SELECT dim FROM shift.features WHERE model_id = %s AND reader_id = ANY(%s) LIMIT 1",
+    width, _ = assemble.OUTPUTS[outputs]
+    dim = conn.execute("SELECT %s FROM shift.features WHERE model_id = %%s AND reader_id = ANY(%%s) LIMIT 1" % width,
                        (model_id, sources)).fetchone()
     if dim is None:
         raise LookupError("features of %s on %s are not in the cache" % (model_id, reader_id))
+    if dim[0] is None:
+        raise assemble.NoHead(model_id)
     if reader["kind"] == "version":
-        blocks = assemble.version_blocks(conn, model_id, reader, dim[0], limit)
+        blocks = assemble.version_blocks(conn, model_id, reader, dim[0], limit, outputs)
     else:
-        blocks = _plain_blocks(conn, model_id, reader, dim[0], limit)
+        blocks = _plain_blocks(conn, model_id, reader, dim[0], limit, outputs)
     if relabel is not None:
         read, read_labels, read_all = blocks.read, blocks.read_labels, blocks.read_all
         blocks.read = lambda numbers: ((x, relabel(y)) for x, y in read(numbers))
@@ -875,16 +881,19 @@ def feature_blocks(conn, model_id, reader_id, limit=None, relabel=None):
     return blocks
 
 
-def _plain_blocks(conn, model_id, reader, dim, limit):
+def _plain_blocks(conn, model_id, reader, dim, limit, outputs="features"):
     n, size = reader["num_samples"], reader["block_size"]
     n = n if limit is None else min(limit, n)
+    width, data = assemble.OUTPUTS[outputs]
 
     def read(numbers):
         for b in numbers:
             row = conn.execute(
-                "SELECT f.num_rows, f.dim, f.data, l.y FROM shift.features f JOIN shift.labels l USING (reader_id, block) "
-                "WHERE f.model_id = %s AND f.reader_id = %s AND f.block = %s AND f.fingerprint = l.fingerprint",
-                (model_id, reader["reader_id"], b), binary=True).fetchone()  # bytea as stored, not hex text
+                "SELECT f.num_rows, f.%s, f.%s, l.y FROM shift.features f JOIN shift.labels l USING (reader_id, block) "
+                "WHERE f.model_id = %%s AND f.reader_id = %%s AND f.block = %%s AND f.fingerprint = l.fingerprint"
+                % (width, data), (model_id, reader["reader_id"], b), binary=True).fetchone()  # bytea, not hex text
+            if row is not None and row[2] is None:
+                raise assemble.NoHead(model_id)
             want = min(size, n - b * size)
             if row is None or row[0] < want or row[1] != dim:
                 raise LookupError("features of %s on %s lack block %d of the current data in the cache"

@@ -194,7 +194,7 @@ def _nearest32(train, test, k):
     near, dist = None, None
     for start, block in train.passes():
         d = _distances(train.scale, test.x32, block.x32, block.offset32)
-        part = _first_k(d, min(k + 1, d.shape[1]))
+        part = first_k(d, min(k + 1, d.shape[1]))
         near, dist = _merge(near, dist, part + start, np.take_along_axis(d, part, axis=1), k + 1)
         del d, part  # before the next block's distances
     # every sample beyond the k nearest is certainly farther when d_(k+1) - bound > d_(k) + bound
@@ -207,7 +207,7 @@ def _nearest64(train, a64, k):
     near, dist = None, None
     for start, block in train.passes():
         d = _distances(train.scale, a64, block.x64(), block.offset64)
-        part = _first_k(d, k)
+        part = first_k(d, k)
         near, dist = _merge(near, dist, part + start, np.take_along_axis(d, part, axis=1), k)
         del d, part
     return near
@@ -221,7 +221,7 @@ def _distances(scale, a, b, offset):
     return d
 
 
-def _first_k(dist, k):
+def first_k(dist, k):
     """Per row, the k columns of least distance, equal distances to the smaller column."""
     if k >= dist.shape[1]:
         return np.argsort(dist, axis=1, kind="stable")
@@ -244,7 +244,7 @@ _FEW = 8
 
 
 def _first_few(dist, k):
-    """_first_k by k passes of argmin, each found column's distance then masked; `dist` is overwritten."""
+    """first_k by k passes of argmin, each found column's distance then masked; `dist` is overwritten."""
     rows = np.arange(len(dist))
     nearest = np.empty((len(dist), k), np.int64)
     masked = np.empty((len(dist), k), dist.dtype)
@@ -442,15 +442,97 @@ def linear_classifier(lr, l2, batch_size, epochs, seed):
                          early_stopping=False)
 
 
+# -- transferability metrics (pyfuncs/transferability) as proxies ----------------------------------
+#
+# Each is computed on the training reader alone: its features, or for LEEP and NCE its source-task
+# logits (OUTPUTS), which the worker reads instead. The test reader a query names is not read.
+
+METRIC_COPIES = 4  # float64 arrays of the features' size a held metric may need at once (SFDA's, the most)
+OUTPUTS = {"leep": "logits", "nce": "logits"}
+
+
+def _metric(name):
+    from . import transferability
+
+    return {"logme": transferability.logme, "hscore": transferability.h_score,
+            "shrinkage_hscore": transferability.shrinkage_h_score, "gbc": transferability.gbc,
+            "transrate": transferability.transrate, "sfda": transferability.sfda, "nleep": transferability.nleep,
+            "knn_loo": transferability.knn_accuracy,
+            "leep": lambda logits, y: transferability.leep(_softmax(logits), y),
+            "nce": lambda logits, y: transferability.nce(np.argmax(logits, axis=1), y)}[name]
+
+
+def _softmax(logits):
+    z = np.asarray(logits, dtype=np.float64)
+    z = np.exp(z - z.max(axis=1, keepdims=True))
+    return z / z.sum(axis=1, keepdims=True)
+
+
+def _metric_in_memory(name):
+    def run(train_x, train_y, test_x, test_y, **params):
+        return _metric(name)(train_x, train_y, **params)
+
+    return run
+
+
+def _metric_over_blocks(name):
+    def run(train, test, memory_bytes=None, **params):
+        need = METRIC_COPIES * 8 * train.n * train.dim
+        if memory_bytes is not None and need > memory_bytes:
+            raise MemoryError("%s holds the training features in float64 (%d x %d, %.0f MB with its working copies), "
+                              "over shift.worker_memory_mb (%.0f MB); raise it, or rank by LogME, which reads them "
+                              "block by block" % (name, train.n, train.dim, need / 2 ** 20, memory_bytes / 2 ** 20))
+        return _metric(name)(*train.arrays(np.float64), **params)
+
+    return run
+
+
+def logme_blocks(train, test, memory_bytes=None):
+    """LogME from f^T f and f^T Y accumulated block by block: D x D float64 held, whatever N."""
+    from .transferability import DegenerateInput
+    from .transferability._inputs import target_labels
+    from .transferability.logme import from_statistics, statistics
+
+    labels = train.labels()
+    present = np.unique(labels)
+    classes = int(target_labels(labels).max()) + 1  # checked as the in-memory form: two classes at least
+    need = 8 * train.dim * (train.dim + classes) + 8 * len(labels)
+    if memory_bytes is not None and need > memory_bytes:
+        raise MemoryError("LogME holds a %d x %d float64 matrix (%.0f MB), over shift.worker_memory_mb (%.0f MB)"
+                          % (train.dim, train.dim, need / 2 ** 20, memory_bytes / 2 ** 20))
+    del labels
+    blocks = ((x, np.searchsorted(present, y)) for x, y in train)
+    gram, cross, counts, n = statistics(_finite(blocks), classes, train.dim)
+    total = cross.sum(axis=1)  # the rows of Y sum to 1: the sum of the features
+    covariance = gram / n - np.outer(total, total) / n ** 2
+    if n > 1 and np.abs(covariance).max() <= 1e-12 * max(np.abs(gram).max() / n, 1e-300):
+        raise DegenerateInput("the features are the same for every sample: nothing tells the classes apart")
+    return from_statistics(gram, cross, counts, n)
+
+
+def _finite(blocks):
+    from .transferability import DegenerateInput
+
+    for x, y in blocks:
+        if not np.isfinite(x).all():
+            raise DegenerateInput("features hold NaN or infinite values")
+        yield x, y
+
+
 PROXIES = {
     "nn": nn_accuracy,
     "linear": linear_accuracy,
+    **{name: _metric_in_memory(name) for name in ("logme", "hscore", "shrinkage_hscore", "gbc", "transrate", "sfda",
+                                                  "nleep", "knn_loo", "leep", "nce")},
 }
 
 
 PROXIES_OVER_BLOCKS = {
     "nn": nn_accuracy_blocks,
     "linear": linear_accuracy_blocks,
+    "logme": logme_blocks,
+    **{name: _metric_over_blocks(name) for name in ("hscore", "shrinkage_hscore", "gbc", "transrate", "sfda",
+                                                    "nleep", "knn_loo", "leep", "nce")},
 }
 
 

@@ -9,10 +9,12 @@ Kinds of entry:
 
 - 'proxy' ranks models by a cached *proxy* computation of pyfuncs.proxies on
   (test reader, train reader): `ORDER BY Linear(lr=0.1) TESTED ON r TRAINED ON r`.
-  The value stored in shift.scores is always an accuracy in [0, 1]; the query
-  sees it as the test error 1 - accuracy (the "loss" of seed 000 Alg. 1, so
-  `ORDER BY CosineNN ASC` picks the best model, as Q2/Q3 of §3.2 are written)
-  or as the accuracy itself (`ORDER BY LinearAccuracy DESC`).
+  The value stored in shift.scores of the classifier proxies is an accuracy in
+  [0, 1]; the query sees it as the test error 1 - accuracy (the "loss" of seed
+  000 Alg. 1, so `ORDER BY CosineNN ASC` picks the best model, as Q2/Q3 of §3.2
+  are written) or as the accuracy itself (`ORDER BY LinearAccuracy DESC`). The
+  transferability metrics (LogME, SFDA, LEEP, ...) are seen as computed, higher
+  is better (`ORDER BY LogME DESC`).
 - 'finetune' ranks models by fine-tuning them (seed 002, the ground truth):
   task-aware with TESTED ON / TRAINED ON, or meta-learned without them, from
   the recorded benchmark results on the readers in scope (Q5 of seed 000 §3.2).
@@ -65,7 +67,7 @@ class Param:
 class Scorer:
     name: str
     proxy: str                      # cached computation: a pyfuncs.proxies entry, 'finetune', or an embedding
-    transform: str                  # 'error' (1 - accuracy), 'accuracy', or 'distance'
+    transform: str                  # 'error' (1 - accuracy), 'accuracy', 'score' (as computed) or 'distance'
     params: tuple = ()
     fixed: dict = field(default_factory=dict)
     description: str = ""
@@ -73,7 +75,7 @@ class Scorer:
 
     @property
     def higher_is_better(self):
-        return self.transform == "accuracy"
+        return self.transform in ("accuracy", "score")
 
     @property
     def ranks(self):
@@ -191,6 +193,33 @@ _ENTRIES += [
                        "demand by DataSim tasks (seed 000 §3.1 DataSimMetric, §3.4; Achille et al. 2019)"),
 ]
 
+# Transferability metrics (pyfuncs/transferability): computed on the training reader's features (LEEP and
+# NCE: its source-task logits); `TESTED ON r TRAINED ON r` names the reader twice, the test reader is not read
+_METRICS = (
+    ("LogME", "logme", (), "log maximum evidence of a Bayesian linear model on the features (You et al., ICML 2021)"),
+    ("HScore", "hscore", (), "H-score, tr(cov(f)^-1 cov(E[f|y])) (Bao et al., ICIP 2019)"),
+    ("ShrinkageHScore", "shrinkage_hscore", (),
+     "H-score with a Ledoit-Wolf covariance (Ibrahim et al., ECML PKDD 2022)"),
+    ("GBC", "gbc", (Param("gaussian_type", str, "diagonal", choices=("diagonal", "spherical"),
+                          description="per-class Gaussians with diagonal or spherical covariance"),),
+     "Gaussian Bhattacharyya coefficient, minus the overlap of class Gaussians (Pandy et al., CVPR 2022)"),
+    ("TransRate", "transrate", (Param("eps", float, 1e-4, minimum=1e-12, maximum=1.0,
+                                      description="distortion of the coding rate"),),
+     "coding rate of the features minus that of each class (Huang et al., ICML 2022)"),
+    ("SFDA", "sfda", (), "self-challenging Fisher discriminant analysis (Shao et al., ECCV 2022)"),
+    ("NLEEP", "nleep", (Param("component_ratio", int, 5, minimum=1, maximum=100,
+                              description="Gaussian mixture components per class"),
+                        Param("seed", int, 0, minimum=0, maximum=2**31 - 1, description="seed of the mixture")),
+     "LEEP over a Gaussian mixture of the PCA-reduced features (Li et al., CVPR 2021)"),
+    ("KNNLeaveOneOut", "knn_loo", _KNN_PARAMS,
+     "leave-one-out k-nearest-neighbour accuracy on the training reader's features"),
+    ("LEEP", "leep", (), "log expected empirical prediction of the source classifier (Nguyen et al., ICML 2020)"),
+    ("NCE", "nce", (), "negative conditional entropy of the labels given the source classifier's "
+                       "predictions (Tran et al., ICCV 2019)"),
+)
+_ENTRIES += [Scorer(name, proxy, "score", params=params, description=description + "; higher is better")
+             for name, proxy, params, description in _METRICS]
+
 REGISTRY = {s.name.lower(): s for s in _ENTRIES}
 
 
@@ -209,7 +238,7 @@ def register(scorer):
                                      not in DISTANCES):
         raise ValueError("a DataSimMetric compares one of the embeddings %s with a distance %s"
                          % (", ".join(EMBEDDINGS), ", ".join(DISTANCES)))
-    if scorer.transform not in ("error", "accuracy", "distance"):
+    if scorer.transform not in ("error", "accuracy", "score", "distance"):
         raise ValueError("unknown transform %r" % scorer.transform)
     REGISTRY[scorer.name.lower()] = scorer
 

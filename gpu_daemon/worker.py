@@ -656,13 +656,16 @@ class Worker:
         started = time.perf_counter()
         value = proxies.compute_blocks(p["proxy"], p["params"], train, test, memory)
         seconds = time.perf_counter() - started - reading.seconds
+        # a pool-relative metric gives its raw terms, which queries combine over their pool
+        terms = value if isinstance(value, dict) else None
+        value = next(iter(terms.values())) if terms else value
         if current_content(self.conn, p["train_reader"], p["test_reader"], p["fidelity"]) != content:
             raise ContentChanged("the data of reader %s or %s changed while proxy %s read its features; the query "
                                  "computes it again" % (p["train_reader"], p["test_reader"], p["proxy"]))
         self.conn.execute(
             "INSERT INTO shift.scores (proxy, params, model_id, test_reader, train_reader, fidelity, content, value, "
-            "seconds) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-            key + (content, value, seconds))
+            "terms, seconds) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            key + (content, value, terms and Jsonb(terms), seconds))
         # E_Proxy and t_O of the cost model, as running means over training samples
         self.conn.execute(
             """

@@ -32,7 +32,8 @@ class Request:
     def __init__(self, db, scorer, params, models, test, train, top_k=None, descending=False):
         self.db = db
         self.scorer = scorer
-        self.params = params
+        self.params = scorer.cached_params(params)  # the proxy's, which key the cache
+        self.relative = params.get("relative", False) and "relative" not in self.params
         self.models = models
         self.test = test
         self.train = train
@@ -60,12 +61,13 @@ class Request:
         if content is None:
             return {}
         rows = self.db.execute(
-            "SELECT model_id, value FROM shift.scores WHERE proxy = $1 AND params = $2 AND test_reader = $3 "
-            "AND train_reader = $4 AND fidelity = $5 AND model_id = ANY($6) AND content = $7",
+            "SELECT model_id, value, terms::text AS terms FROM shift.scores WHERE proxy = $1 AND params = $2 "
+            "AND test_reader = $3 AND train_reader = $4 AND fidelity = $5 AND model_id = ANY($6) AND content = $7",
             ["text", "jsonb", "text", "text", "bigint", "text[]", "text"],
             [self.proxy, canonical_json(self.params), self.test["reader_id"], self.train["reader_id"], fidelity,
              list(models), content])
-        return {r["model_id"]: r["value"] for r in rows}
+        # a pool-relative metric's value is its raw terms, combined by present() over the models it is given
+        return {r["model_id"]: json.loads(r["terms"]) if r["terms"] else r["value"] for r in rows}
 
     def content(self, fidelity):
         """The content key of train blocks up to `fidelity` and every test block; None while some were never read."""
@@ -76,7 +78,7 @@ class Request:
         return fingerprints.content_key(train, test)
 
     def present(self, values):
-        return {m: self.scorer.present(v) for m, v in values.items()}
+        return self.scorer.present_pool(values, self.relative)
 
 
 def setting(db, name, default, convert=str):

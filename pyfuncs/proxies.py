@@ -457,7 +457,8 @@ def _metric(name):
     return {"logme": transferability.logme, "hscore": transferability.h_score,
             "shrinkage_hscore": transferability.shrinkage_h_score, "gbc": transferability.gbc,
             "transrate": transferability.transrate, "sfda": transferability.sfda, "nleep": transferability.nleep,
-            "knn_loo": transferability.knn_accuracy,
+            "knn_loo": transferability.knn_accuracy, "ncti": transferability.ncti_terms,
+            "etran": transferability.etran_terms,
             "leep": lambda logits, y: transferability.leep(_softmax(logits), y),
             "nce": lambda logits, y: transferability.nce(np.argmax(logits, axis=1), y)}[name]
 
@@ -523,7 +524,7 @@ PROXIES = {
     "nn": nn_accuracy,
     "linear": linear_accuracy,
     **{name: _metric_in_memory(name) for name in ("logme", "hscore", "shrinkage_hscore", "gbc", "transrate", "sfda",
-                                                  "nleep", "knn_loo", "leep", "nce")},
+                                                  "nleep", "knn_loo", "leep", "nce", "ncti", "etran")},
 }
 
 
@@ -532,7 +533,7 @@ PROXIES_OVER_BLOCKS = {
     "linear": linear_accuracy_blocks,
     "logme": logme_blocks,
     **{name: _metric_over_blocks(name) for name in ("hscore", "shrinkage_hscore", "gbc", "transrate", "sfda",
-                                                    "nleep", "knn_loo", "leep", "nce")},
+                                                    "nleep", "knn_loo", "leep", "nce", "ncti", "etran")},
 }
 
 

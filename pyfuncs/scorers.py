@@ -45,8 +45,14 @@ class Param:
     maximum: float | None = None
     choices: tuple = ()
     description: str = ""
+    cached: bool = True             # False: how values are shown, not part of what is computed and cached
 
     def coerce(self, scorer, value):
+        if self.type is bool:
+            if not isinstance(value, bool):
+                raise ShiftError("parameter %s of %s must be true or false, not %r" % (self.name, scorer, value),
+                                 INVALID_PARAMETER)
+            return value
         ok_types = (int, float) if self.type is float else (self.type,)
         if isinstance(value, bool) or not isinstance(value, ok_types):
             raise ShiftError(
@@ -72,6 +78,7 @@ class Scorer:
     fixed: dict = field(default_factory=dict)
     description: str = ""
     kind: str = "proxy"             # 'proxy', 'finetune' or 'datasim' (see the module docstring)
+    pool: str = ""                  # relative to the pool ranked: the pyfuncs.transferability module that combines
 
     @property
     def higher_is_better(self):
@@ -112,6 +119,27 @@ class Scorer:
 
     def present(self, accuracy):
         return 1.0 - accuracy if self.transform == "error" else accuracy
+
+    def cached_params(self, resolved):
+        """The resolved parameters that make the cached value (the proxy's, and the cache key)."""
+        shown = {p.name for p in self.params if not p.cached}
+        return {k: v for k, v in resolved.items() if k not in shown}
+
+    def present_pool(self, values, relative=False):
+        """{model: value as the query sees it} of {model: cached value}. A pool-relative metric's cached values
+        are raw terms, combined over exactly the models given (NCTI's, ETran's min-max normalisation);
+        `relative` min-max normalises any metric's values so over the models given (1 the best, 0 the worst)."""
+        models = list(values)
+        if self.pool:
+            import importlib
+
+            combine = importlib.import_module(".transferability." + self.pool, __package__).combine
+            return dict(zip(models, combine([values[m] for m in models]))) if models else {}
+        shown = {m: self.present(v) for m, v in values.items()}
+        if relative and models:
+            low, high = min(shown.values()), max(shown.values())
+            return {m: 0.0 if high == low else (v - low) / (high - low) for m, v in shown.items()}
+        return shown
 
 
 _LINEAR_PARAMS = (
@@ -217,8 +245,19 @@ _METRICS = (
     ("NCE", "nce", (), "negative conditional entropy of the labels given the source classifier's "
                        "predictions (Tran et al., ICCV 2019)"),
 )
-_ENTRIES += [Scorer(name, proxy, "score", params=params, description=description + "; higher is better")
+_RELATIVE = Param("relative", bool, False, cached=False,
+                  description="min-max normalised over the models ranked: 1 the best, 0 the worst")
+_ENTRIES += [Scorer(name, proxy, "score", params=params + (_RELATIVE,), description=description + "; higher is better")
              for name, proxy, params, description in _METRICS]
+# relative to the pool of models ranked: raw terms cached per model, combined over the models of each query
+_ENTRIES += [
+    Scorer("NCTI", "ncti", "score", pool="ncti",
+           description="neural-collapse transferability index, minmax(seli) + minmax(ncc) - minmax(vc) over the "
+                       "models ranked (Wang et al., ICCV 2023); higher is better"),
+    Scorer("ETran", "etran", "score", pool="etran",
+           description="energy-based transferability, 0.85 minmax(LDA) + 0.15 minmax(energy) over the models ranked "
+                       "(Gholami et al., ICCV 2023); higher is better"),
+]
 
 REGISTRY = {s.name.lower(): s for s in _ENTRIES}
 

@@ -127,6 +127,9 @@ CREATE TABLE shift.scores (
     fidelity     bigint NOT NULL CHECK (fidelity > 0),
     content      text NOT NULL,   -- fingerprints.content_key of the blocks it was computed from
     value        double precision NOT NULL,
+    -- the raw terms of a metric defined relative to the pool of models ranked (NCTI, ETran), which the
+    -- query combines over its pool; value is then the first of them
+    terms        jsonb CHECK (terms IS NULL OR jsonb_typeof(terms) = 'object'),
     seconds      double precision NOT NULL,
     computed_at  timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (proxy, params, model_id, test_reader, train_reader, fidelity, content)

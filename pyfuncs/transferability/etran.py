@@ -51,4 +51,5 @@ def etran_terms(features, labels):
 
 def combine(terms):
     """ETran of each model of a pool from its terms ({'lda', 'energy'} per model, in the pool's order)."""
-    return list(LDA_WEIGHT * minmax([m["lda"] for m in terms]) + ENERGY_WEIGHT * minmax([m["energy"] for m in terms]))
+    combined = LDA_WEIGHT * minmax([m["lda"] for m in terms]) + ENERGY_WEIGHT * minmax([m["energy"] for m in terms])
+    return [float(v) for v in combined]

@@ -15,8 +15,11 @@ metrics.py `NCTI_Score`, which returns the three raw terms:
 The index is relative to the pool of models ranked: NCTI = minmax(seli) + minmax(ncc) -
 minmax(vc), each term min-max normalised over the models (paper eq. 8): `combine`.
 
-Departure: the reference fails when min(N, D) < 64 (PCA to 64 components); this reduces to
-min(64, N, D) components there, and to fewer than 32 sums all of them for the shrinkage.
+Departures: the reference fails when min(N, D) < 64 (PCA to 64 components); this reduces to
+min(64, N, D) components there, and to fewer than 32 sums all of them for the shrinkage. The
+reference's PCA picks its solver by the data's shape, an unseeded randomised SVD beyond 500
+samples, so its value changes from run to run there; this always uses the exact SVD (the
+solver the reference picks on its own test cases, where the values match).
 """
 
 import numpy as np
@@ -35,7 +38,7 @@ def ncti_terms(features, labels):
 
     f, y = features_and_labels(features, labels)
     classes = int(y.max()) + 1
-    pca = PCA(n_components=min(COMPONENTS, *f.shape))
+    pca = PCA(n_components=min(COMPONENTS, *f.shape), svd_solver="full")
     reduced = pca.fit_transform(f, y)
     shrinkage = max(np.exp(-pca.explained_variance_[:SHRINKAGE_COMPONENTS].sum()), 1e-10)
     lda = LinearDiscriminantAnalysis(solver="svd") if shrinkage == 1e-10 else \
@@ -59,4 +62,4 @@ def minmax(values):
 def combine(terms):
     """NCTI of each model of a pool from its terms ({'seli', 'ncc', 'vc'} per model, in the pool's order)."""
     column = {t: minmax([m[t] for m in terms]) for t in TERMS}
-    return list(column["seli"] + column["ncc"] - column["vc"])
+    return [float(v) for v in column["seli"] + column["ncc"] - column["vc"]]

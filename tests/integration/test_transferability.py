@@ -12,6 +12,7 @@ import pytest
 
 from gpu_daemon.worker import read_features, read_logits
 from pyfuncs import transferability as T
+from pyfuncs.transferability import etran, ncti
 from shift_cli.testbed import (Database, WorkerProcess, connect_as, load_table, make_users, register_digits_as,
                                register_model, user_roles)
 
@@ -94,6 +95,38 @@ def test_every_metric_equals_its_function_on_the_cached_features(tdb, user):
             for name, metric in ON_LOGITS.items():
                 assert got[name][model] == pytest.approx(metric(logits, y), rel=1e-9, abs=1e-12), (name, model)
     assert len({round(v, 12) for v in got["LogME"].values()}) == len(tdb.models)  # the models are told apart
+
+
+def test_pool_relative_metrics_combine_cached_terms_over_the_pool_ranked(tdb, user):
+    """NCTI and ETran normalise their terms over the models ranked: the same model scores differently in
+    another pool, from the same cached terms (no task runs for the smaller pool)."""
+    with connect_as(tdb, user) as conn:
+        whole = {name: scores(conn, name, {}, tdb.models) for name in ("NCTI", "ETran")}
+        tasks = conn.execute("SELECT count(*) FROM shift.tasks").fetchone()[0]
+        pair = {name: scores(conn, name, {}, tdb.models[:2]) for name in ("NCTI", "ETran")}
+        assert conn.execute("SELECT count(*) FROM shift.tasks").fetchone()[0] == tasks
+        best = conn.execute("SELECT model_id FROM shift.query(%s)", (
+            "SELECT ModelId FROM Models ORDER BY ETran DESC LIMIT 1 TESTED ON Digits TRAINED ON Digits",)).fetchall()
+    with tdb.connect() as conn:
+        arrays = {m: read_features(conn, m, "Digits") for m in tdb.models}
+    for name, terms, combine in (("NCTI", T.ncti_terms, ncti.combine), ("ETran", T.etran_terms, etran.combine)):
+        raw = [terms(*arrays[m]) for m in tdb.models]
+        assert list(whole[name].values()) == pytest.approx(combine(raw), abs=1e-9), name
+        assert list(pair[name].values()) == pytest.approx(combine(raw[:2]), abs=1e-9), name
+    assert best == [(max(whole["ETran"], key=whole["ETran"].get),)]
+
+
+def test_relative_values_share_the_cached_metric(tdb, user):
+    with connect_as(tdb, user) as conn:
+        raw = scores(conn, "TransRate", {}, tdb.models)
+        tasks = conn.execute("SELECT count(*) FROM shift.tasks").fetchone()[0]
+        rows = conn.execute("SELECT model_id, score FROM shift.query(%s)", (
+            "SELECT ModelId FROM Models ORDER BY TransRate(relative=true) DESC LIMIT 3 "
+            "TESTED ON Digits TRAINED ON Digits",)).fetchall()
+        assert conn.execute("SELECT count(*) FROM shift.tasks").fetchone()[0] == tasks
+    low, high = min(raw.values()), max(raw.values())
+    assert rows == [(m, pytest.approx((raw[m] - low) / (high - low))) for m in sorted(raw, key=lambda m: -raw[m])]
+    assert rows[0][1] == 1.0 and rows[-1][1] == 0.0
 
 
 def test_a_metric_that_cannot_score_the_reader_says_why(tdb, user):

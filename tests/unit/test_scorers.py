@@ -113,3 +113,42 @@ def test_task_keys_name_the_work():
     b = tasks.proxy_key("linear", {"epochs": 2, "lr": 0.1}, "m", "te", "tr", 100)
     assert a == b and a != tasks.proxy_key("linear", {"epochs": 2, "lr": 0.1}, "m", "te", "tr", 50)
     assert tasks.num_blocks(1025, 1024) == 2 and tasks.num_blocks(1024, 1024) == 1
+
+
+def test_transferability_metrics_are_scorers_seen_as_computed():
+    from pyfuncs import proxies
+
+    names = ("LogME", "HScore", "ShrinkageHScore", "GBC", "TransRate", "SFDA", "NLEEP", "KNNLeaveOneOut", "LEEP",
+             "NCE", "NCTI", "ETran")
+    for name in names:
+        s = scorers.get(name)
+        assert s.kind == "proxy" and s.higher_is_better and s.proxy in proxies.PROXIES_OVER_BLOCKS, name
+        assert s.present(-0.25) == -0.25 or s.pool, name
+    assert proxies.OUTPUTS == {"leep": "logits", "nce": "logits"}
+    assert scorers.get("TransRate").resolve({}) == {"eps": 1e-4, "relative": False}
+    with pytest.raises(ShiftError) as info:
+        scorers.get("GBC").resolve({"gaussian_type": "full"})
+    assert info.value.sqlstate == "22023"
+
+
+def test_pool_relative_metrics_combine_their_terms_over_the_models_given():
+    ncti, etran = scorers.get("NCTI"), scorers.get("ETran")
+    terms = {"a": {"seli": 1.0, "ncc": 0.5, "vc": 2.0}, "b": {"seli": 3.0, "ncc": 0.7, "vc": 1.0}}
+    assert ncti.present_pool(terms) == {"a": pytest.approx(-1.0), "b": pytest.approx(2.0)}
+    assert ncti.present_pool({"a": terms["a"]}) == {"a": 0.0}  # alone in its pool
+    assert etran.present_pool({"x": {"lda": 0.2, "energy": 5.0}, "y": {"lda": 0.6, "energy": 1.0}}) == \
+        {"x": pytest.approx(0.15), "y": pytest.approx(0.85)}
+    assert ncti.present_pool({}) == {}
+    assert scorers.get("LogME").present_pool({"a": -0.5, "b": 0.25}) == {"a": -0.5, "b": 0.25}
+
+
+def test_relative_is_how_a_metric_is_shown_not_what_is_cached():
+    logme = scorers.get("LogME")
+    resolved = logme.resolve({"relative": True})
+    assert resolved == {"relative": True} and logme.cached_params(resolved) == {} == logme.cached_params(logme.resolve({}))
+    assert logme.present_pool({"a": -0.5, "b": 0.25, "c": 0.0}, relative=True) == \
+        {"a": 0.0, "b": 1.0, "c": pytest.approx(2 / 3)}
+    assert logme.present_pool({"a": 2.0}, relative=True) == {"a": 0.0}
+    with pytest.raises(ShiftError) as info:
+        logme.resolve({"relative": 1})
+    assert info.value.sqlstate == "22023" and "true or false" in info.value.message

@@ -115,6 +115,12 @@ def test_defined_values_where_the_reference_fails(cases):
     assert all(np.isfinite(v) for v in terms.values()) and 0 < terms["ncc"] <= 1
 
 
+def test_ncti_is_the_same_on_every_run_beyond_500_samples():
+    """Where the reference's PCA would switch to an unseeded randomised SVD, shift's stays exact."""
+    separable, _, y = separable_and_random(seed=2, n=640, d=128)
+    assert T.ncti_terms(separable, y) == T.ncti_terms(separable, y)
+
+
 def separable_and_random(seed=0, n=240, d=16, classes=4):
     rng = np.random.default_rng(seed)
     y = np.arange(n) % classes

@@ -8,11 +8,12 @@ add 10% with an add-reader), it makes a mutable reader over the training reader 
 one step and times Q2 on it (incremental: only the step's samples are inferred), then
 registers a plain reader holding the same final data, in the same order, and times Q2 on
 it (from scratch: every training sample is inferred; the test reader's features are cached
-for both). Prints both times, their ratio, and whether the proxy values agree. Whole passes
-only (shift.successive_halving = off), so both runs do the same proxy work.
+for both). Prints both times, their ratio, the samples each inferred, the worker's inference
+and proxy seconds, and whether the proxy values agree. Whole passes only
+(shift.successive_halving = off), so both runs do the same proxy work.
 
     .venv/bin/python bench/incremental.py [--quick] [--samples 20000] [--test-samples 500] [--out FILE]
-        [--python-dir DIR --install]
+        [--sizes 56,60,64,72] [--scenarios change1,change10,change50,add10] [--python-dir DIR --install]
 
 With --python-dir (a private `make install-pyfuncs SHIFT_LIBDIR=DIR`) other installs cannot change
 the in-database Python mid-run; --install installs this checkout's SQL and creates the database
@@ -62,18 +63,24 @@ class Readers:
         self.conn.execute("SELECT shift.register_npz_reader(%s, %s)", (name, str(path)))
 
 
-SIZES = (12, 16, 20, 24)  # input sides the checkpoints are fed at: eight models, fast enough for two CPU cores
+# Input sides the checkpoints are fed at. A re-run's speed-up is bounded by (I + R) / (I_step + R), with I
+# the inference of every sample, I_step that of the step's, and R what a run costs whatever it infers (the
+# proxies over all 20,000 samples, reading features, loading models, planning): ~4 s for these eight models.
+# So the speed-up measures how much inference a model costs. Fed 56 to 72 pixels these small networks infer
+# a sample in ~1 ms on two cores (a from-scratch Q2 ~160 s); fed 32 to 48, in ~0.5 ms, and 10% changed gave
+# 7.1x; fed 12 to 24, in ~0.3 ms, 6.1x. A hub model at 224 pixels costs ~50x more per sample than these.
+SIZES = (56, 60, 64, 72)
+QUICK_SIZES = (8, 10)
 
 
-def models(quick):
+def models(quick, sizes=None):
     """The test zoo's ResNet and RegNet checkpoints, each fed the scans at several input sizes.
 
     A model fed 8x8 and the same one fed 16x16 give different features at a different cost, so for
-    shift they are different models; at 32x32 (the zoo's training size) nine models over 20,000
-    samples take far longer than the bench may on two cores."""
+    shift they are different models."""
     zoo = [m for m in build_zoo(ROOT / ".shift" / "test-zoo", profile="test") if "convnext" not in m["model_id"]]
     return [dict(m, model_id="%s.%dpx" % (m["model_id"], size), input_size=size)
-            for m in zoo for size in ((8, 10) if quick else SIZES)]
+            for m in zoo for size in (sizes or (QUICK_SIZES if quick else SIZES))]
 
 
 def q2(conn, train, model_ids):
@@ -89,6 +96,36 @@ def inferred_samples(conn):
     return conn.execute("SELECT coalesce(sum(num_rows), 0) FROM shift.features").fetchone()[0]
 
 
+def worker_seconds(conn):
+    """(inference seconds, proxy seconds) the worker recorded for every cached block and every proxy value."""
+    return conn.execute("SELECT (SELECT coalesce(sum(seconds), 0) FROM shift.features), "
+                        "(SELECT coalesce(sum(seconds), 0) FROM shift.scores)").fetchone()
+
+
+def run(conn, train, model_ids):
+    """Q2 on `train`: (seconds, proxy values, samples inferred, inference seconds, proxy seconds)."""
+    samples, (inference, proxies) = inferred_samples(conn), worker_seconds(conn)
+    seconds, values = q2(conn, train, model_ids)
+    after, (inference_after, proxies_after) = inferred_samples(conn), worker_seconds(conn)
+    return seconds, values, after - samples, inference_after - inference, proxies_after - proxies
+
+
+def make_step(conn, readers, x, y, kind, k, tag, index, r):
+    """A mutable reader over BenchTrain with one step of k fresh samples: (its name, the final x, y)."""
+    step, live = "Step_%s_%d" % (tag, r), "Live_%s_%d" % (tag, r)
+    new_x, new_y = scans(k, seed=10 + index + 100 * r)
+    readers.npz(step, new_x, new_y)
+    conn.execute("SELECT shift.create_mutable_reader(%s, 'BenchTrain')", (live,))
+    if kind == "add":
+        conn.execute("SELECT shift.add_to_reader(%s, %s)", (live, step))
+        return live, np.concatenate([x, new_x]), np.concatenate([y, new_y])
+    where = np.sort(np.random.default_rng(index + 100 * r).choice(len(y), k, replace=False))
+    conn.execute("SELECT shift.change_reader(%s, %s, %s)", (live, step, where.tolist()))
+    final_x, final_y = x.copy(), y.copy()
+    final_x[where], final_y[where] = new_x, new_y
+    return live, final_x, final_y
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="4,000 training samples and four models")
@@ -97,11 +134,17 @@ def main(argv=None):
     parser.add_argument("--out", type=Path, help="also write the table as markdown here")
     parser.add_argument("--python-dir", type=Path, help="shift.python_dir of the cluster")
     parser.add_argument("--install", action="store_true", help="make install-extension under the lock first")
+    parser.add_argument("--sizes", help="input sides the models are fed at, comma-separated (default: %s)"
+                        % ",".join(map(str, SIZES)))
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="incremental runs per scenario, each over a fresh step; the median is reported")
+    parser.add_argument("--scenarios", default="change1,change10,change50,add10",
+                        help="which scenarios to run, comma-separated (default: all four)")
     args = parser.parse_args(argv)
+    wanted = set(args.scenarios.split(","))
     n = args.samples or (4000 if args.quick else 20000)
-    zoo = models(args.quick)
+    zoo = models(args.quick, args.sizes and [int(v) for v in args.sizes.split(",")])
     model_ids = [m["model_id"] for m in zoo]
-    rng = np.random.default_rng(0)
     x, y = scans(n, seed=1)
     home = Path(tempfile.mkdtemp(prefix="shift-bench-incremental-", dir="/tmp"))
     home.chmod(0o755)
@@ -133,34 +176,30 @@ def main(argv=None):
                     print("%-12s %9s %16s %16s %8s %13s" % ("scenario", "samples", "incremental (s)",
                                                             "from scratch (s)", "ratio", "values agree"))
                     rows = []
-                    for kind, fraction in (("change", 0.01), ("change", 0.10), ("change", 0.50), ("add", 0.10)):
+                    for index, (kind, fraction) in enumerate((("change", 0.01), ("change", 0.10), ("change", 0.50),
+                                                               ("add", 0.10))):
                         k = int(round(fraction * n))
                         tag = "%s%d" % (kind, round(100 * fraction))
-                        new_x, new_y = scans(k, seed=10 + len(rows))
-                        readers.npz("Step_" + tag, new_x, new_y)
-                        conn.execute("SELECT shift.create_mutable_reader(%s, 'BenchTrain')", ("Live_" + tag,))
-                        if kind == "change":
-                            where = np.sort(rng.choice(n, k, replace=False))
-                            conn.execute("SELECT shift.change_reader(%s, %s, %s)",
-                                         ("Live_" + tag, "Step_" + tag, where.tolist()))
-                            final_x, final_y = x.copy(), y.copy()
-                            final_x[where], final_y[where] = new_x, new_y
-                        else:
-                            conn.execute("SELECT shift.add_to_reader(%s, %s)", ("Live_" + tag, "Step_" + tag))
-                            final_x, final_y = np.concatenate([x, new_x]), np.concatenate([y, new_y])
-                        before = inferred_samples(conn)
-                        incremental, inc_values = q2(conn, "Live_" + tag, model_ids)
-                        inc_work = inferred_samples(conn) - before
+                        if tag not in wanted:
+                            continue
+                        runs = []
+                        for r in range(args.repeat):  # each over a fresh step of the same size
+                            live, final_x, final_y = make_step(conn, readers, x, y, kind, k, tag, index, r)
+                            runs.append(run(conn, live, model_ids) + (final_x, final_y))
+                        middle = sorted(runs, key=lambda one: one[0])[len(runs) // 2]
+                        incremental, _, inc_work, inc_i, inc_p, _, _ = middle
+                        _, inc_values, _, _, _, final_x, final_y = runs[0]
                         readers.npz("Final_" + tag, final_x, final_y)
-                        before = inferred_samples(conn)
-                        scratch, scratch_values = q2(conn, "Final_" + tag, model_ids)
-                        scratch_work = inferred_samples(conn) - before
+                        scratch, scratch_values, scratch_work, scratch_i, scratch_p = run(conn, "Final_" + tag,
+                                                                                          model_ids)
                         agree = inc_values == scratch_values
                         rows.append((tag, k, incremental, scratch, scratch / incremental, agree, inc_work,
-                                     scratch_work))
-                        print("%-12s %9d %16.2f %16.2f %7.1fx %13s   (inferred %d vs %d samples)"
+                                     scratch_work, inc_i, inc_p, scratch_i, scratch_p, [one[0] for one in runs]))
+                        print("%-12s %9d %16.2f %16.2f %7.1fx %13s   (inferred %d vs %d samples; worker seconds "
+                              "inference %.1f vs %.1f, proxies %.1f vs %.1f; incremental runs %s s)"
                               % (tag, k, incremental, scratch, scratch / incremental, "yes" if agree else "NO",
-                                 inc_work, scratch_work))
+                                 inc_work, scratch_work, inc_i, scratch_i, inc_p, scratch_p,
+                                 ", ".join("%.2f" % one[0] for one in runs)))
             finally:
                 worker.stop()
         finally:
@@ -168,22 +207,33 @@ def main(argv=None):
     finally:
         cluster.remove()
     if args.out:
-        write(args.out, rows, len(model_ids), n, args.test_samples, first, argv)
+        write(args.out, rows, model_ids, n, args.test_samples, first, argv)
     return rows
 
 
 def write(path, rows, models, n, test_samples, first, argv):
     lines = ["# Incremental execution: Q2 after a change-reader or an add-reader", "",
-             "`bench/incremental.py %s` on %s: %d models, %d training samples, %d test samples, one CPU worker; "
+             "`bench/incremental.py %s` on %s: %d models (%s), %d training samples, %d test samples, one CPU worker; "
              "Q2 (CosineNN) first run %.1f s. Incremental: Q2 on a mutable reader over the training reader "
              "with the one step; from scratch: Q2 on a plain reader holding the same final data in the same "
              "order (the test reader's features cached for both)."
-             % (" ".join(argv or sys.argv[1:]), time.strftime("%Y-%m-%d"), models, n, test_samples, first), "",
-             "| scenario | step samples | incremental (s) | from scratch (s) | ratio | samples inferred (incremental / from scratch) | proxy values agree |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | --- |"]
-    for tag, k, inc, scratch, ratio, agree, inc_work, scratch_work in rows:
-        lines.append("| %s | %d | %.2f | %.2f | %.1f× | %d / %d | %s |"
-                     % (tag, k, inc, scratch, ratio, inc_work, scratch_work, "yes" if agree else "no"))
+             % (" ".join(argv or sys.argv[1:]), time.strftime("%Y-%m-%d"), len(models), ", ".join(models), n,
+                test_samples, first), "",
+             "| scenario | step samples | incremental (s) | from scratch (s) | ratio | samples inferred "
+             "(incremental / from scratch) | inference s (incr. / scratch) | proxy s (incr. / scratch) "
+             "| proxy values agree |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+    for tag, k, inc, scratch, ratio, agree, inc_work, scratch_work, inc_i, inc_p, scratch_i, scratch_p, _ in rows:
+        lines.append("| %s | %d | %.2f | %.2f | %.1f× | %d / %d | %.1f / %.1f | %.1f / %.1f | %s |"
+                     % (tag, k, inc, scratch, ratio, inc_work, scratch_work, inc_i, scratch_i, inc_p, scratch_p,
+                        "yes" if agree else "no"))
+    lines += ["", "Incremental: the median of %d runs, each over a fresh step of the same size (seconds: %s); "
+              "its samples inferred and worker seconds are the median run's, its proxy values the first's."
+              % (len(rows[0][-1]) if rows else 0,
+                 "; ".join("%s %s" % (row[0], ", ".join("%.2f" % t for t in row[-1])) for row in rows))]
+    lines += ["", "Worker seconds: what the worker recorded for the blocks it inferred (shift.features.seconds) "
+              "and for the proxies it computed on the run's training reader (shift.scores.seconds, reading "
+              "excluded); the rest of a run is planning, model loading, reading features and waiting."]
     path.write_text("\n".join(lines) + "\n")
 
 

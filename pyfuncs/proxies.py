@@ -449,24 +449,23 @@ def linear_classifier(lr, l2, batch_size, epochs, seed):
 
 METRIC_COPIES = 4  # float64 arrays of the features' size a held metric may need at once (SFDA's, the most)
 OUTPUTS = {"leep": "logits", "nce": "logits"}
+METRICS = ("logme", "hscore", "shrinkage_hscore", "gbc", "transrate", "sfda", "nleep", "knn_loo", "leep", "nce",
+           "ncti", "etran")
+
+
+class OverMemoryBound(ValueError):
+    """What a proxy must hold is over shift.worker_memory_mb: a setting to change, not a failure to retry."""
 
 
 def _metric(name):
-    from . import transferability
+    from . import transferability as t
+    from .transferability._inputs import softmax
 
-    return {"logme": transferability.logme, "hscore": transferability.h_score,
-            "shrinkage_hscore": transferability.shrinkage_h_score, "gbc": transferability.gbc,
-            "transrate": transferability.transrate, "sfda": transferability.sfda, "nleep": transferability.nleep,
-            "knn_loo": transferability.knn_accuracy, "ncti": transferability.ncti_terms,
-            "etran": transferability.etran_terms,
-            "leep": lambda logits, y: transferability.leep(_softmax(logits), y),
-            "nce": lambda logits, y: transferability.nce(np.argmax(logits, axis=1), y)}[name]
-
-
-def _softmax(logits):
-    z = np.asarray(logits, dtype=np.float64)
-    z = np.exp(z - z.max(axis=1, keepdims=True))
-    return z / z.sum(axis=1, keepdims=True)
+    return {"logme": t.logme, "hscore": t.h_score, "shrinkage_hscore": t.shrinkage_h_score, "gbc": t.gbc,
+            "transrate": t.transrate, "sfda": t.sfda, "nleep": t.nleep, "knn_loo": t.knn_accuracy,
+            "ncti": t.ncti_terms, "etran": t.etran_terms,
+            "leep": lambda logits, y: t.leep(softmax(logits), y),
+            "nce": lambda logits, y: t.nce(np.argmax(logits, axis=1), y)}[name]
 
 
 def _metric_in_memory(name):
@@ -480,9 +479,10 @@ def _metric_over_blocks(name):
     def run(train, test, memory_bytes=None, **params):
         need = METRIC_COPIES * 8 * train.n * train.dim
         if memory_bytes is not None and need > memory_bytes:
-            raise MemoryError("%s holds the training features in float64 (%d x %d, %.0f MB with its working copies), "
-                              "over shift.worker_memory_mb (%.0f MB); raise it, or rank by LogME, which reads them "
-                              "block by block" % (name, train.n, train.dim, need / 2 ** 20, memory_bytes / 2 ** 20))
+            raise OverMemoryBound(
+                "%s holds the training features in float64 (%d x %d, %.0f MB with its working copies), over "
+                "shift.worker_memory_mb (%.0f MB); raise it, or rank by LogME, which reads them block by block"
+                % (name, train.n, train.dim, need / 2 ** 20, memory_bytes / 2 ** 20))
         return _metric(name)(*train.arrays(np.float64), **params)
 
     return run
@@ -499,8 +499,8 @@ def logme_blocks(train, test, memory_bytes=None):
     classes = int(target_labels(labels).max()) + 1  # checked as the in-memory form: two classes at least
     need = 8 * train.dim * (train.dim + classes) + 8 * len(labels)
     if memory_bytes is not None and need > memory_bytes:
-        raise MemoryError("LogME holds a %d x %d float64 matrix (%.0f MB), over shift.worker_memory_mb (%.0f MB)"
-                          % (train.dim, train.dim, need / 2 ** 20, memory_bytes / 2 ** 20))
+        raise OverMemoryBound("LogME holds a %d x %d float64 matrix (%.0f MB), over shift.worker_memory_mb (%.0f MB)"
+                              % (train.dim, train.dim, need / 2 ** 20, memory_bytes / 2 ** 20))
     del labels
     blocks = ((x, np.searchsorted(present, y)) for x, y in train)
     gram, cross, counts, n = statistics(_finite(blocks), classes, train.dim)
@@ -523,17 +523,15 @@ def _finite(blocks):
 PROXIES = {
     "nn": nn_accuracy,
     "linear": linear_accuracy,
-    **{name: _metric_in_memory(name) for name in ("logme", "hscore", "shrinkage_hscore", "gbc", "transrate", "sfda",
-                                                  "nleep", "knn_loo", "leep", "nce", "ncti", "etran")},
+    **{name: _metric_in_memory(name) for name in METRICS},
 }
 
 
 PROXIES_OVER_BLOCKS = {
     "nn": nn_accuracy_blocks,
     "linear": linear_accuracy_blocks,
+    **{name: _metric_over_blocks(name) for name in METRICS},
     "logme": logme_blocks,
-    **{name: _metric_over_blocks(name) for name in ("hscore", "shrinkage_hscore", "gbc", "transrate", "sfda",
-                                                    "nleep", "knn_loo", "leep", "nce", "ncti", "etran")},
 }
 
 

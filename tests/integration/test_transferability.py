@@ -15,6 +15,7 @@ from pyfuncs import transferability as T
 from pyfuncs.transferability import etran, ncti
 from shift_cli.testbed import (Database, WorkerProcess, connect_as, load_table, make_users, register_digits_as,
                                register_model, user_roles)
+from tests.integration.test_finetune import set_worker_setting
 
 # scorer -> (parameters, the pure function on (features, labels), on the logits)
 METRICS = {
@@ -127,6 +128,22 @@ def test_relative_values_share_the_cached_metric(tdb, user):
     low, high = min(raw.values()), max(raw.values())
     assert rows == [(m, pytest.approx((raw[m] - low) / (high - low))) for m in sorted(raw, key=lambda m: -raw[m])]
     assert rows[0][1] == 1.0 and rows[-1][1] == 0.0
+
+
+def test_a_metric_over_the_memory_bound_says_which_setting_to_raise(tdb, user):
+    with tdb.connect() as conn:
+        set_worker_setting(conn, "shift.worker_memory_mb", "0.1")
+    try:
+        with connect_as(tdb, user) as conn:
+            with pytest.raises(psycopg.Error) as info:
+                scores(conn, "NLEEP", {"seed": 7}, tdb.models[:1])
+            assert info.value.diag.sqlstate == "38000" and "over shift.worker_memory_mb" in str(info.value)
+            # one attempt: a setting to change is not retried as a transient failure
+            assert conn.execute("SELECT attempts FROM shift.tasks WHERE kind = 'proxy' AND payload->>'proxy' = 'nleep' "
+                                "AND payload->'params'->>'seed' = '7'").fetchone() == (1,)
+    finally:
+        with tdb.connect() as conn:
+            set_worker_setting(conn, "shift.worker_memory_mb", None)
 
 
 def test_a_metric_that_cannot_score_the_reader_says_why(tdb, user):

@@ -100,7 +100,7 @@ def test_logme_as_a_proxy_reads_its_features_block_by_block(cases):
         f, y = cases[name]["f"].astype(np.float32), cases[name]["y"] + 3  # labels as a reader numbers them
         streamed = proxies.logme_blocks(proxies.Blocks.of(f, y, rows=32), None, memory_bytes=2 ** 20)
         assert streamed == pytest.approx(T.logme(f, y), rel=1e-10)
-    with pytest.raises(MemoryError, match="shift.worker_memory_mb"):
+    with pytest.raises(proxies.OverMemoryBound, match="shift.worker_memory_mb"):
         proxies.logme_blocks(proxies.Blocks.of(f, y, rows=32), None, memory_bytes=8 * 64 * 64)
 
 

@@ -118,6 +118,14 @@ def shiftql_db(cluster, zoo):
 
 
 @pytest.fixture(scope="module")
+def user(cluster, request):
+    """A login role of the module's own, a user of no database yet, named after the module's USER; dropped after."""
+    kind = getattr(request.module, "USER", "user")
+    with user_roles(cluster, (kind,)) as names:
+        yield names[kind]
+
+
+@pytest.fixture(scope="module")
 def roles(cluster):
     """Login roles alice, bob and carol (not yet users of shift): {kind: role name}."""
     with user_roles(cluster) as names:

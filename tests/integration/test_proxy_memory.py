@@ -16,18 +16,14 @@ import pytest
 from gpu_daemon.worker import Worker, feature_blocks, read_features
 from pyfuncs import proxies
 from shift_cli.testbed import (Database, WorkerProcess, connect_as, digits, load_table, make_users,
-                               register_model, user_roles)
+                               register_model)
 from tests.unit.test_proxy_memory import streamed
+
+USER = "erin"  # the role of the module's user (the user fixture)
 
 MB = 2 ** 20
 TRAIN = 5000
 BLOCK = 32
-
-
-@pytest.fixture(scope="module")
-def user(cluster):
-    with user_roles(cluster, ("erin",)) as names:
-        yield names["erin"]
 
 
 @pytest.fixture(scope="module")

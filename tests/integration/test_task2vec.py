@@ -17,8 +17,10 @@ from psycopg import sql
 
 from pyfuncs import embeddings
 from shift_cli.testbed import (USER_PASSWORD, Database, WorkerProcess, connect_as, digits, load_table, make_users,
-                               register_model, user_roles)
+                               register_model)
 from tests.shiftql_corpus import Q5 as SEED_Q5
+
+USER = "t2v"  # the role of the module's user (the user fixture)
 
 PROBE = "shapes10.regnetx-002"
 SHORT = {"steps": 2, "batch_size": 16}  # the fine-tuning protocol of the recorded history
@@ -31,12 +33,6 @@ def register(conn, schema, reader, xs, ys, input="Vision"):
     conn.execute("SELECT shift.register_sql_reader(%%s, 'SELECT x, y FROM %s.%s ORDER BY id', "
                  "options => '{\"shape\": [8, 8]}', block_size => 32, input => %%s)" % (schema, reader.lower()),
                  (reader, input))
-
-
-@pytest.fixture(scope="module")
-def user(cluster):
-    with user_roles(cluster, ("t2v",)) as names:
-        yield names["t2v"]
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,10 @@ from gpu_daemon.worker import read_features, read_logits
 from pyfuncs import transferability as T
 from pyfuncs.transferability import etran, ncti
 from shift_cli.testbed import (Database, WorkerProcess, connect_as, load_table, make_users, register_digits_as,
-                               register_model, user_roles)
+                               register_model)
 from tests.integration.test_finetune import set_worker_setting
+
+USER = "tina"  # the role of the module's user (the user fixture)
 
 # scorer -> (parameters, the pure function on (features, labels), on the logits)
 METRICS = {
@@ -38,12 +40,6 @@ def softmax(logits):
     z = np.asarray(logits, dtype=np.float64)
     z = np.exp(z - z.max(axis=1, keepdims=True))
     return z / z.sum(axis=1, keepdims=True)
-
-
-@pytest.fixture(scope="module")
-def user(cluster):
-    with user_roles(cluster, ("tina",)) as names:
-        yield names["tina"]
 
 
 @pytest.fixture(scope="module")

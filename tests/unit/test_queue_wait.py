@@ -2,7 +2,7 @@
 
 import pytest
 
-from pyfuncs import fingerprints, planner, queue
+from pyfuncs import fingerprints, planner, queue, scorers
 from pyfuncs.errors import ShiftError
 
 
@@ -233,7 +233,7 @@ class PlannerDb(FakeDb):
         if "FROM shift.labels" in sql:
             return Rows({"reader_id": r, "block": b, "fingerprint": b"%16d" % b} for r, b in zip(*args))
         if "FROM shift.scores" in sql:
-            return [{"model_id": m, "value": v} for m, v in self.cached.items() if m in args[5]]
+            return [{"model_id": m, "value": v, "terms": None} for m, v in self.cached.items() if m in args[5]]
         raise AssertionError(sql)
 
     def one(self, sql, types=(), args=()):
@@ -242,19 +242,11 @@ class PlannerDb(FakeDb):
         return super().one(sql, types, args)
 
 
-class Scorer:
-    name = proxy = "knn"
-
-    @staticmethod
-    def present(v):
-        return v
-
-
 def test_a_recorded_load_error_leaves_the_model_out_before_planning():
     reader = {"reader_id": "R", "kind": "npz", "source": "/nonexistent/r.npz", "num_samples": 10, "block_size": 10,
               "classes": ["0", "1"]}
     db = PlannerDb({"broken": BROKEN}, {"a": 0.1, "b": 0.2}, reader)
-    req = planner.Request(db, Scorer(), {}, ["a", "broken", "b"], reader, reader, top_k=1)
+    req = planner.Request(db, scorers.get("KNNAccuracy"), {}, ["a", "broken", "b"], reader, reader, top_k=1)
     assert planner.run(req) == {"a": 0.1, "b": 0.2}
     assert req.models == ["a", "b"] and req.left_out == {"broken": BROKEN}
     [(message, kw)] = db.plpy.warnings

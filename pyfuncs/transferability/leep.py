@@ -18,20 +18,18 @@ import numpy as np
 from ._inputs import source_probabilities, target_labels
 
 
-def joint(theta, y, classes):
-    """Empirical P(y, z), (C x Cs), from source probabilities and target labels."""
-    out = np.zeros((classes, theta.shape[1]))
-    np.add.at(out, y, theta)
-    return out / len(y)
+def expected_prediction(theta, y):
+    """Per sample, sum_z P(y_i | z) theta_iz: the empirical prediction of its own class (the dummy classifier of
+    LEEP eq. 2); source classes no sample gives any probability are left out."""
+    p_yz = np.zeros((int(y.max()) + 1, theta.shape[1]))
+    np.add.at(p_yz, y, theta)
+    p_yz /= len(y)
+    p_z = p_yz.sum(axis=0)
+    seen = p_z > 0
+    return np.einsum("nz,nz->n", theta[:, seen], (p_yz[:, seen] / p_z[seen])[y])
 
 
 def leep(theta, labels):
     """LEEP of source probabilities (N x Cs, rows summing to 1) for integer target labels; higher is better."""
     y = target_labels(labels)
-    theta = source_probabilities(theta, len(y))
-    p_yz = joint(theta, y, int(y.max()) + 1)
-    p_z = p_yz.sum(axis=0)
-    seen = p_z > 0
-    p_y_given_z = p_yz[:, seen] / p_z[seen]
-    predicted = np.einsum("nz,nz->n", theta[:, seen], p_y_given_z[y])
-    return float(np.mean(np.log(predicted)))
+    return float(np.mean(np.log(expected_prediction(source_probabilities(theta, len(y)), y))))

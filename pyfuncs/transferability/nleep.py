@@ -18,6 +18,7 @@ np.random.seed(0) under the same scikit-learn. The value still depends on the sa
 import numpy as np
 
 from ._inputs import features_and_labels
+from .leep import expected_prediction
 
 
 def nleep(features, labels, component_ratio=5, seed=0):
@@ -35,10 +36,4 @@ def nleep(features, labels, component_ratio=5, seed=0):
         raise ValueError("%d mixture components asked of %d samples; lower component_ratio"
                          % (components, len(y)))
     theta = GaussianMixture(n_components=components, random_state=seed).fit(reduced).predict_proba(reduced)
-    p_yz = np.zeros((classes, components))
-    np.add.at(p_yz, y, theta)
-    p_yz /= len(y)
-    p_z = p_yz.sum(axis=0)
-    seen = p_z > 0
-    predicted = np.einsum("nz,nz->n", theta[:, seen], (p_yz[:, seen] / p_z[seen])[y])
-    return float(np.mean(predicted))
+    return float(np.mean(expected_prediction(theta, y)))
